@@ -1,0 +1,157 @@
+#include <delegate/common/crypto.hpp>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <cstdio>
+
+#include <delegate/common/fs.hpp>
+
+namespace delegate {
+
+void PkeyDeleter::operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
+
+Sha256 sha256(std::span<const std::uint8_t> data) {
+  Sha256 out{};
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1) {
+    std::fputs("fatal: EVP_Digest(SHA-256) failed\n", stderr);
+    std::abort();
+  }
+  return out;
+}
+
+std::string sha256_hex(std::string_view s) { return hex_encode(sha256(s)); }
+
+Sha256 hmac_sha256(std::span<const std::uint8_t> key, std::span<const std::uint8_t> data) {
+  Sha256 out{};
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(),
+           out.data(), &len) == nullptr) {
+    std::fputs("fatal: HMAC-SHA256 failed\n", stderr);
+    std::abort();
+  }
+  return out;
+}
+
+Bytes random_bytes(std::size_t n) {
+  Bytes out(n);
+  if (n && RAND_bytes(out.data(), static_cast<int>(n)) != 1) {
+    std::fputs("fatal: RAND_bytes failed; refusing to continue without a CSPRNG\n", stderr);
+    std::abort();
+  }
+  return out;
+}
+
+bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) {
+  if (a.size() != b.size()) return false;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+Result<Ed25519PrivateKey> Ed25519PrivateKey::generate() {
+  auto seed = random_bytes(32);
+  auto key = from_seed(seed);
+  OPENSSL_cleanse(seed.data(), seed.size());
+  return key;
+}
+
+Result<Ed25519PrivateKey> Ed25519PrivateKey::from_seed(std::span<const std::uint8_t> seed32) {
+  if (seed32.size() != 32) return fail(Errc::crypto, "Ed25519 seed must be 32 bytes");
+  EVP_PKEY* k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed32.data(), 32);
+  if (!k) return fail(Errc::crypto, "cannot create Ed25519 key");
+  return Ed25519PrivateKey(PkeyPtr(k));
+}
+
+Result<Ed25519PrivateKey> Ed25519PrivateKey::load(const std::filesystem::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return fail(Errc::not_found, "identity key " + file.string() + " not found");
+  if (st.st_mode & 077) {
+    return fail(Errc::permission, "identity key " + file.string() + " is accessible by group/others (mode must be 0600)");
+  }
+  auto data = read_file(file, 64);
+  if (!data) return std::unexpected(data.error());
+  if (data->size() != 32) return fail(Errc::crypto, "identity key " + file.string() + " is not a 32-byte Ed25519 seed");
+  auto key = from_seed(as_bytes(*data));
+  OPENSSL_cleanse(data->data(), data->size());
+  return key;
+}
+
+Result<Ed25519PrivateKey> Ed25519PrivateKey::load_or_create(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec)) return load(file);
+  auto key = generate();
+  if (!key) return key;
+  if (auto r = key->save(file); !r) return std::unexpected(r.error());
+  return key;
+}
+
+Result<void> Ed25519PrivateKey::save(const std::filesystem::path& file) const {
+  std::uint8_t seed[32];
+  std::size_t len = sizeof seed;
+  if (EVP_PKEY_get_raw_private_key(key_.get(), seed, &len) != 1 || len != 32) {
+    return fail(Errc::crypto, "cannot export Ed25519 key");
+  }
+  auto r = write_file_atomic(file, std::string_view(reinterpret_cast<char*>(seed), 32), 0600);
+  OPENSSL_cleanse(seed, sizeof seed);
+  return r;
+}
+
+Ed25519PublicKey Ed25519PrivateKey::public_key() const {
+  Ed25519PublicKey pub{};
+  std::size_t len = pub.size();
+  EVP_PKEY_get_raw_public_key(key_.get(), pub.data(), &len);
+  return pub;
+}
+
+Ed25519Signature Ed25519PrivateKey::sign(std::span<const std::uint8_t> message) const {
+  Ed25519Signature sig{};
+  std::size_t len = sig.size();
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok_sign = ctx && EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key_.get()) == 1 &&
+                 EVP_DigestSign(ctx, sig.data(), &len, message.data(), message.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  if (!ok_sign) {
+    // Signing a fixed-size message with a valid key cannot fail short of memory
+    // exhaustion; an unsigned audit record must never be emitted.
+    std::fputs("fatal: Ed25519 signing failed\n", stderr);
+    std::abort();
+  }
+  return sig;
+}
+
+bool ed25519_verify(const Ed25519PublicKey& key, std::span<const std::uint8_t> message,
+                    std::span<const std::uint8_t> signature) {
+  if (signature.size() != 64) return false;
+  PkeyPtr pk(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key.data(), key.size()));
+  if (!pk) return false;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool good = ctx && EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pk.get()) == 1 &&
+              EVP_DigestVerify(ctx, signature.data(), signature.size(), message.data(),
+                               message.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  return good;
+}
+
+Result<Ed25519PublicKey> parse_public_key(std::string_view text) {
+  std::string owned;
+  if (!text.empty() && text.front() == '@') {
+    auto data = read_file(std::string(text.substr(1)), 4096);
+    if (!data) return std::unexpected(data.error());
+    owned = *data;
+    while (!owned.empty() && (owned.back() == '\n' || owned.back() == '\r' || owned.back() == ' ')) owned.pop_back();
+    text = owned;
+  }
+  auto raw = base64_decode(text);
+  if (!raw) raw = base64url_decode(text);
+  if (!raw) return fail(Errc::parse, "public key is not base64");
+  if (raw->size() != 32) return fail(Errc::parse, "public key must be 32 raw Ed25519 bytes");
+  Ed25519PublicKey pub{};
+  std::copy(raw->begin(), raw->end(), pub.begin());
+  return pub;
+}
+
+}  // namespace delegate

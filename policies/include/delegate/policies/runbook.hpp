@@ -1,0 +1,91 @@
+#pragma once
+// The local approved runbook catalog (DESIGN §8): one YAML file per runbook in
+// runbooks_dir. Unknown keys are errors. Parameters are typed and validated; they are
+// substituted only into whole argv elements or JSON values, never into a shell string.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <delegate/common/error.hpp>
+#include <delegate/common/json.hpp>
+
+namespace delegate::policies {
+
+enum class ParamType { string, integer, boolean };
+
+struct ParamSpec {
+  ParamType type = ParamType::string;
+  bool required = false;
+  std::string description;
+  std::optional<std::string> pattern;  // ECMAScript, must match the whole value
+  std::optional<std::regex> compiled;
+  std::optional<std::int64_t> min, max;  // integer bounds
+  std::size_t max_length = 1024;         // string length cap (bytes)
+  std::vector<std::string> allowed;      // "enum": closed set of strings
+  std::optional<Json> default_value;
+};
+
+enum class StepKind { command, script };
+
+struct StepSandbox {
+  std::string profile = "default";
+  bool network = false;
+  std::uint32_t timeout_s = 60;
+  std::uint32_t memory_mb = 256;
+  std::optional<std::uint32_t> cpu_s;      // default: timeout_s
+  std::optional<std::uint32_t> pids;       // default: 64
+  std::optional<std::uint64_t> output_kb;  // default: 1024
+};
+
+struct Step {
+  std::string name;
+  StepKind uses = StepKind::command;
+  // command: argv template; script: interpreter argv (default ["/bin/sh"]) + script text.
+  std::vector<std::string> argv;
+  std::string script;
+  std::map<std::string, std::string> env;  // values may reference ${params.x}
+  StepSandbox sandbox;
+};
+
+struct AuthorizeRule {
+  std::vector<std::string> scopes;  // all required
+  std::vector<std::string> roles;   // any one suffices; empty = no role needed
+};
+
+struct Runbook {
+  std::string name;
+  std::string description;
+  std::optional<AuthorizeRule> authorize;  // absent = not runnable (least privilege)
+  std::map<std::string, ParamSpec> params;
+  std::vector<Step> steps;
+};
+
+[[nodiscard]] Result<Runbook> parse_runbook(std::string_view yaml_text);
+
+class Catalog {
+ public:
+  // Loads every *.yaml / *.yml file; any invalid file fails the whole load (fail closed)
+  // with an error naming the file. Duplicate names are errors.
+  [[nodiscard]] static Result<Catalog> load_dir(const std::filesystem::path& dir);
+  [[nodiscard]] const Runbook* find(std::string_view name) const;
+  [[nodiscard]] std::size_t size() const { return runbooks_.size(); }
+  void add(Runbook rb) { runbooks_[rb.name] = std::move(rb); }
+
+ private:
+  std::map<std::string, Runbook, std::less<>> runbooks_;
+};
+
+// Validates params against the runbook's schema: unknown names, missing required
+// values, wrong types, pattern/bounds/enum violations are errors naming the parameter.
+// Returns the params with defaults filled in.
+[[nodiscard]] Result<Json> validate_params(const Runbook& rb, const Json& params);
+
+// Replaces every "${params.NAME}" in `tmpl` with the (validated) value's text. An
+// unknown name is an error. Integers/booleans render as JSON text.
+[[nodiscard]] Result<std::string> substitute(std::string_view tmpl, const Json& params);
+
+}  // namespace delegate::policies
