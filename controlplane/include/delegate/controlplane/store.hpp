@@ -1,0 +1,111 @@
+#pragma once
+// The control plane's state in one SQLite file (WAL, synchronous=FULL so an
+// acknowledged record survives a crash). Not thread-safe: the server calls it from
+// its single I/O thread.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <delegate/common/crypto.hpp>
+#include <delegate/common/error.hpp>
+#include <delegate/common/json.hpp>
+
+struct sqlite3;
+
+namespace delegate::controlplane {
+
+struct AgentRow {
+  std::string id;
+  std::string name;
+  std::string hostname;
+  Json tags = Json::array();
+  std::string version;
+  std::string public_key;  // base64 of 32 raw bytes
+  std::int64_t created_ms = 0;
+  std::int64_t last_seen_ms = 0;
+};
+
+struct JobRow {
+  std::string id;
+  std::string runbook;
+  Json params = Json::object();
+  std::string incident;
+  std::int64_t timeout_s = 0;
+  Json authorization;  // passed through to the agent; never returned by the admin API
+  Json selector_tags = Json::array();
+  std::string status;  // queued | running | <final status>
+  std::string agent_id;
+  std::int64_t lease_expires_ms = 0;
+  std::int64_t created_ms = 0;
+  std::int64_t updated_ms = 0;
+  std::int64_t next_seq = 0;
+  std::string last_hash;
+  std::int64_t attempts = 0;
+  bool cancel_requested = false;
+};
+
+struct NewJob {
+  std::string runbook;
+  Json params = Json::object();
+  std::string incident;
+  std::int64_t timeout_s = 0;
+  Json authorization;
+  Json selector_tags = Json::array();
+};
+
+// Outcome of a records batch.
+struct IngestResult {
+  enum class Status { ok, gap, invalid };
+  Status status = Status::ok;
+  std::int64_t acked_seq = -1;     // highest contiguous seq stored
+  std::int64_t expected_seq = 0;   // for gap
+  std::string error;               // for invalid
+};
+
+class Store {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Store>> open(const std::filesystem::path& file);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Same public key again -> same agent id; the token hash is replaced (the old agent
+  // token stops working).
+  [[nodiscard]] Result<AgentRow> register_agent(const AgentRow& proposed, const std::string& token_hash,
+                                                std::int64_t now_ms);
+  [[nodiscard]] Result<std::optional<AgentRow>> agent_by_token_hash(const std::string& token_hash);
+  [[nodiscard]] Result<std::optional<AgentRow>> agent(const std::string& id);
+  [[nodiscard]] Result<std::vector<AgentRow>> agents();
+  [[nodiscard]] Result<void> touch_agent(const std::string& id, std::int64_t now_ms);
+
+  [[nodiscard]] Result<std::string> create_job(const NewJob& job, std::int64_t now_ms);
+  [[nodiscard]] Result<std::optional<JobRow>> job(const std::string& id);
+  // Leases the oldest queued job whose selector tags are all among the agent's tags.
+  [[nodiscard]] Result<std::optional<JobRow>> acquire(const AgentRow& agent, std::int64_t now_ms,
+                                                      std::int64_t lease_ms);
+  // Renews leases of the listed jobs held by the agent; returns jobs to cancel.
+  [[nodiscard]] Result<std::vector<std::string>> heartbeat(const std::string& agent_id,
+                                                           const std::vector<std::string>& running,
+                                                           std::int64_t now_ms, std::int64_t lease_ms);
+  [[nodiscard]] Result<bool> request_cancel(const std::string& job_id, std::int64_t now_ms);
+  // Jobs whose lease expired: requeued when the agent sent nothing yet, otherwise marked
+  // interrupted (they started; running them again could repeat side effects).
+  [[nodiscard]] Result<int> expire_leases(std::int64_t now_ms);
+
+  // Appends a batch in a single transaction. Each record's hash, chain link and
+  // signature are checked against the job's assigned agent key.
+  [[nodiscard]] Result<IngestResult> ingest(const JobRow& job, const Ed25519PublicKey& key,
+                                            const Json& records);
+  [[nodiscard]] Result<void> complete(const std::string& job_id, const std::string& status,
+                                      std::int64_t now_ms);
+  [[nodiscard]] Result<std::vector<std::string>> records(const std::string& job_id);
+
+ private:
+  explicit Store(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+}  // namespace delegate::controlplane

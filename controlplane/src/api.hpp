@@ -1,0 +1,54 @@
+#pragma once
+// HTTP API handlers (DESIGN §4). Internal to the control plane.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <list>
+#include <string>
+
+#include <delegate/controlplane/server.hpp>
+#include <delegate/controlplane/store.hpp>
+
+namespace delegate::controlplane {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+Response json_response(http::status status, const Json& body, unsigned version = 11);
+Response error_response(http::status status, const std::string& message, unsigned version = 11);
+
+class Api {
+ public:
+  Api(Store& store, const ServerConfig& config) : store_(store), config_(config) {}
+
+  boost::asio::awaitable<Response> handle(const Request& req);
+  // Wakes long-polling acquirers (a job was queued or requeued).
+  void notify_jobs();
+  // Periodic: expire leases.
+  void sweep();
+
+ private:
+  boost::asio::awaitable<Response> acquire(const Request& req, const AgentRow& agent);
+  Response register_agent(const Request& req);
+  Response heartbeat(const Request& req, const AgentRow& agent);
+  Response records(const Request& req, const AgentRow& agent, const std::string& job_id);
+  Response complete(const Request& req, const AgentRow& agent, const std::string& job_id);
+  Response create_job(const Request& req);
+  Response get_job(const Request& req, const std::string& job_id);
+  Response export_records(const Request& req, const std::string& job_id);
+  Response list_agents(const Request& req);
+  Response get_agent(const Request& req, const std::string& agent_id);
+  Response cancel_job(const Request& req, const std::string& job_id);
+
+  bool is_admin(const Request& req) const;
+  Result<std::optional<AgentRow>> authenticate_agent(const Request& req);
+
+  Store& store_;
+  const ServerConfig& config_;
+  std::list<boost::asio::steady_timer*> waiters_;
+};
+
+}  // namespace delegate::controlplane

@@ -1,0 +1,101 @@
+// delegate-controlplane: reference control plane and audit store.
+#include <boost/program_options.hpp>
+
+#include <iostream>
+
+#include <delegate/common/log.hpp>
+#include <delegate/controlplane/server.hpp>
+
+namespace po = boost::program_options;
+using namespace delegate;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: delegate-controlplane init --dir DIR [--listen HOST:PORT] [--runbooks SRC] [--force]\n"
+    "       delegate-controlplane serve --dir DIR [--listen HOST:PORT] [--lease-s N]\n"
+    "       delegate-controlplane --help | --version\n";
+
+#ifndef DELEGATE_RUNBOOKS_SRC
+#define DELEGATE_RUNBOOKS_SRC ""
+#endif
+
+int run(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::cout << "delegate-controlplane " << DELEGATE_VERSION << "\n";
+    return 0;
+  }
+  po::options_description opts;
+  opts.add_options()("dir", po::value<std::string>()->required())("listen", po::value<std::string>())(
+      "runbooks", po::value<std::string>())("force", po::bool_switch())("lease-s", po::value<int>())(
+      "help", po::bool_switch());
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc - 1, argv + 1).options(opts).run(), vm);
+  if (vm["help"].as<bool>()) {
+    std::cout << kUsage;
+    return 0;
+  }
+  po::notify(vm);
+  if (cmd == "init") {
+    controlplane::InitOptions o;
+    o.dir = vm["dir"].as<std::string>();
+    if (vm.count("listen")) o.listen = vm["listen"].as<std::string>();
+    o.runbooks_source = vm.count("runbooks") ? vm["runbooks"].as<std::string>() : std::string(DELEGATE_RUNBOOKS_SRC);
+    o.force = vm["force"].as<bool>();
+    if (auto r = controlplane::init_dir(o); !r) {
+      std::cerr << "delegate-controlplane: " << r.error().message << "\n";
+      return 1;
+    }
+    std::cout << "initialised " << o.dir.string() << " (agent config: " << (o.dir / "agent.yaml").string() << ")\n";
+    return 0;
+  }
+  if (cmd == "serve") {
+    auto cfg = controlplane::load_dir_config(vm["dir"].as<std::string>());
+    if (!cfg) {
+      std::cerr << "delegate-controlplane: " << cfg.error().message << "\n";
+      return 1;
+    }
+    if (vm.count("listen")) {
+      auto l = vm["listen"].as<std::string>();
+      auto colon = l.rfind(':');
+      if (colon == std::string::npos) {
+        std::cerr << "delegate-controlplane: --listen must be HOST:PORT\n";
+        return 2;
+      }
+      cfg->listen_host = l.substr(0, colon);
+      cfg->port = static_cast<std::uint16_t>(std::stoul(l.substr(colon + 1)));
+    }
+    if (vm.count("lease-s")) cfg->lease = std::chrono::seconds(vm["lease-s"].as<int>());
+    auto server = controlplane::Server::create(*cfg);
+    if (!server) {
+      std::cerr << "delegate-controlplane: " << server.error().message << "\n";
+      return 1;
+    }
+    log::info("controlplane", "listening on https://" + cfg->listen_host + ":" + std::to_string((*server)->port()) +
+                                  " (TLS 1.3 only)");
+    (*server)->run();
+    return 0;
+  }
+  std::cerr << "delegate-controlplane: unknown command \"" << cmd << "\"\n" << kUsage;
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "delegate-controlplane: " << e.what() << "\n";
+    return 2;
+  }
+}

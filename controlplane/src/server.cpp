@@ -1,0 +1,199 @@
+#include <delegate/controlplane/server.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <openssl/ssl.h>
+
+#include <atomic>
+
+#include <delegate/common/log.hpp>
+
+#include "api.hpp"
+
+namespace delegate::controlplane {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+struct Server::Impl {
+  ServerConfig config;
+  asio::io_context ioc{1};
+  asio::ssl::context ssl{asio::ssl::context::tls_server};
+  tcp::acceptor acceptor{ioc};
+  asio::signal_set signals{ioc, SIGINT, SIGTERM};
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Api> api;
+  std::size_t connections = 0;
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> session(tcp::socket socket);
+  asio::awaitable<void> sweeper();
+};
+
+namespace {
+
+// Maps a failed read to the answer the client gets before we close.
+std::optional<Response> read_error_response(const beast::error_code& ec) {
+  if (ec == beast::http::error::body_limit) return error_response(http::status::payload_too_large, "request body too large");
+  if (ec == beast::http::error::header_limit) {
+    return error_response(http::status::request_header_fields_too_large, "request header too large");
+  }
+  const beast::error_code eos = beast::http::error::end_of_stream;
+  if (ec.category() == eos.category() && ec != eos && ec != beast::http::error::partial_message) {
+    return error_response(http::status::bad_request, "malformed HTTP request: " + ec.message());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
+  ++connections;
+  struct Guard {
+    std::size_t& n;
+    ~Guard() { --n; }
+  } guard{connections};
+  beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), ssl);
+  beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
+  tcp.expires_after(10s);
+  auto [hs_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
+  if (hs_ec) {
+    log::debug("controlplane", "TLS handshake failed: " + hs_ec.message());
+    co_return;
+  }
+  beast::flat_buffer buffer;
+  for (;;) {
+    tcp.expires_after(120s);  // idle keep-alive and slow-loris bound
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(16 * 1024);
+    parser.body_limit(config.max_body_bytes);
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    (void)n;
+    if (ec) {
+      if (auto res = read_error_response(ec)) {
+        res->keep_alive(false);
+        tcp.expires_after(10s);
+        co_await http::async_write(stream, *res, asio::as_tuple(asio::use_awaitable));
+      }
+      break;
+    }
+    Request req = parser.release();
+    tcp.expires_never();  // long polls are bounded by the handler's own deadline
+    Response res;
+    try {
+      res = co_await api->handle(req);
+    } catch (const std::exception& e) {
+      log::error("controlplane", std::string("handler failed: ") + e.what());
+      res = error_response(http::status::internal_server_error, "internal error");
+    }
+    res.version(req.version());
+    res.keep_alive(req.keep_alive());
+    tcp.expires_after(30s);
+    auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+    (void)wn;
+    if (wec || !res.keep_alive()) break;
+  }
+  tcp.expires_after(5s);
+  co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<void> Server::Impl::accept_loop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      log::warn("controlplane", "accept failed: " + ec.message());
+      continue;
+    }
+    if (connections >= config.max_connections) {
+      log::warn("controlplane", "connection limit reached; refusing a connection");
+      continue;  // socket closes as it goes out of scope
+    }
+    asio::co_spawn(ioc, session(std::move(socket)), [](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::warn("controlplane", std::string("session ended: ") + ex.what());
+      }
+    });
+  }
+}
+
+asio::awaitable<void> Server::Impl::sweeper() {
+  asio::steady_timer timer(ioc);
+  for (;;) {
+    timer.expires_after(1s);
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    api->sweep();
+  }
+}
+
+Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = std::move(config);
+  auto& cfg = impl->config;
+
+  // TLS 1.3 only: a TLS 1.2 client fails the handshake.
+  SSL_CTX* ctx = impl->ssl.native_handle();
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+    return fail(Errc::crypto, "cannot restrict TLS to version 1.3");
+  }
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  beast::error_code ec;
+  impl->ssl.use_certificate_chain_file(cfg.cert_file.string(), ec);
+  if (ec) return fail(Errc::crypto, "cannot load certificate " + cfg.cert_file.string() + ": " + ec.message());
+  impl->ssl.use_private_key_file(cfg.key_file.string(), asio::ssl::context::pem, ec);
+  if (ec) return fail(Errc::crypto, "cannot load private key " + cfg.key_file.string() + ": " + ec.message());
+  if (SSL_CTX_check_private_key(ctx) != 1) return fail(Errc::crypto, "server certificate and key do not match");
+  if (cfg.admin_token.size() < 16 || cfg.enrollment_token.size() < 16) {
+    return fail(Errc::invalid_argument, "admin and enrollment tokens must be at least 16 characters");
+  }
+
+  auto store = Store::open(cfg.db_file);
+  if (!store) return std::unexpected(store.error());
+  impl->store = std::move(*store);
+  impl->api = std::make_unique<Api>(*impl->store, impl->config);
+
+  auto addr = asio::ip::make_address(cfg.listen_host, ec);
+  if (ec) return fail(Errc::invalid_argument, "invalid listen address " + cfg.listen_host);
+  tcp::endpoint ep(addr, cfg.port);
+  impl->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(ep, ec);
+  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(Errc::io, "cannot listen on " + cfg.listen_host + ":" + std::to_string(cfg.port) + ": " + ec.message());
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void Server::run() {
+  impl_->signals.async_wait([this](const beast::error_code& ec, int sig) {
+    if (!ec) log::info("controlplane", "signal " + std::to_string(sig) + ": stopping");
+    impl_->ioc.stop();
+  });
+  // Requeue anything whose lease ran out while we were down.
+  impl_->api->sweep();
+  asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
+  asio::co_spawn(impl_->ioc, impl_->sweeper(), asio::detached);
+  impl_->ioc.run();
+}
+
+void Server::stop() { impl_->ioc.stop(); }
+
+}  // namespace delegate::controlplane
