@@ -1,0 +1,57 @@
+#pragma once
+// agent.yaml (DESIGN §8, Contract keys). Every key is known; an unknown key, a wrong
+// type or an invalid value is an error naming the key. DELEGATE_<SECTION>_<KEY>
+// environment variables override single values (containers).
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <delegate/common/error.hpp>
+
+namespace delegate::agent {
+
+struct OAuthIssuerConfig {
+  std::string issuer;
+  std::string audience;
+  std::filesystem::path jwks_file;
+  std::string jwks_uri;
+  std::vector<std::string> algorithms;
+  std::string scope_claim = "scope";
+  std::string roles_claim = "roles";
+};
+
+struct Config {
+  struct ControlPlane {
+    std::string url;                                // https:// only
+    std::filesystem::path ca_file;                  // empty = system trust store
+    std::filesystem::path enrollment_token_file;
+  } control_plane;
+  struct Agent {
+    std::string name;
+    std::vector<std::string> tags;
+    std::filesystem::path state_dir = "/var/lib/delegate";
+    std::uint32_t concurrency = 4;
+    std::uint32_t poll_wait_s = 20;        // long-poll wait per acquire
+    std::uint32_t heartbeat_s = 10;        // must be well under the control plane's lease
+    std::uint32_t shutdown_grace_s = 30;   // SIGTERM: running steps get this long to finish
+    bool allow_inline = false;             // inline steps from the control plane (refused by default)
+  } agent;
+  struct Auth {
+    std::uint32_t clock_skew_s = 60;
+    std::vector<OAuthIssuerConfig> oauth;
+    std::filesystem::path api_keys_file;
+  } auth;
+  std::filesystem::path runbooks_dir = "/etc/delegate/runbooks";
+};
+
+using Environment = std::map<std::string, std::string>;
+
+// The process environment (only DELEGATE_* variables).
+[[nodiscard]] Environment process_environment();
+
+[[nodiscard]] Result<Config> parse_config(std::string_view yaml_text, const Environment& env);
+[[nodiscard]] Result<Config> load_config(const std::filesystem::path& file, const Environment& env);
+
+}  // namespace delegate::agent

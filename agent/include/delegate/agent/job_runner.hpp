@@ -1,0 +1,48 @@
+#pragma once
+// Runs one job end to end on this host: job.received → the agent's own authorisation
+// decision → each step in the sandbox → job.end, every event a signed, chained record.
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <delegate/agent/uploader.hpp>
+#include <delegate/common/crypto.hpp>
+#include <delegate/common/json.hpp>
+#include <delegate/common/time.hpp>
+#include <delegate/policies/authorizer.hpp>
+#include <delegate/sandbox/launcher.hpp>
+
+namespace delegate::agent {
+
+// Cross-thread control of a running job.
+struct JobControl {
+  sandbox::CancelToken cancel;
+  // Set before `cancel` fires when the agent itself is shutting down: the job then
+  // ends "interrupted" rather than "cancelled".
+  std::atomic<bool> interrupted{false};
+};
+
+struct JobResult {
+  std::string job_id;
+  std::string status;  // a final status of DESIGN §6
+  std::uint64_t last_seq = 0;
+  std::string last_hash;
+};
+
+struct RunnerDeps {
+  const Ed25519PrivateKey& key;
+  const Clock& clock;
+  std::string agent_id;
+  const policies::Catalog& catalog;
+  std::shared_ptr<const policies::ApiKeyStore> api_keys;
+  policies::AuthorizerOptions authz;
+  RecordSink& sink;
+  std::filesystem::path work_parent;
+};
+
+// The job's id must already be known valid (parse_job succeeded).
+[[nodiscard]] JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDeps& deps,
+                                JobControl& control);
+
+}  // namespace delegate::agent

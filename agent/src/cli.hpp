@@ -1,0 +1,10 @@
+#pragma once
+#include <string>
+#include <vector>
+
+namespace delegate::agent::cli {
+int run(const std::vector<std::string>& args);
+int check_job(const std::vector<std::string>& args);
+int identity(const std::vector<std::string>& args);
+int api_key(const std::vector<std::string>& args);
+}  // namespace delegate::agent::cli

@@ -1,0 +1,271 @@
+#include <delegate/agent/config.hpp>
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+#include <delegate/common/fs.hpp>
+
+extern char** environ;
+
+namespace delegate::agent {
+namespace {
+
+using Keys = std::set<std::string>;
+
+Result<void> only_keys(const YAML::Node& node, const std::string& where, const Keys& allowed) {
+  if (!node.IsMap()) return fail(Errc::invalid_argument, where + ": must be a mapping");
+  for (const auto& kv : node) {
+    auto key = kv.first.as<std::string>();
+    if (!allowed.contains(key)) return fail(Errc::invalid_argument, (where.empty() ? "" : where + ".") + key + ": unknown key");
+  }
+  return ok();
+}
+
+Result<std::string> get_string(const YAML::Node& n, const std::string& where) {
+  if (!n.IsScalar()) return fail(Errc::invalid_argument, where + ": must be a string");
+  return n.as<std::string>();
+}
+
+Result<std::uint32_t> parse_u32(const std::string& text, const std::string& where, std::uint32_t min, std::uint32_t max) {
+  std::size_t used = 0;
+  unsigned long v = 0;
+  try {
+    v = std::stoul(text, &used, 10);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || text.front() == '-' || v < min || v > max) {
+    return fail(Errc::invalid_argument, where + ": must be an integer in " + std::to_string(min) + ".." + std::to_string(max));
+  }
+  return static_cast<std::uint32_t>(v);
+}
+
+Result<bool> parse_bool(const std::string& s, const std::string& where) {
+  if (s == "true") return true;
+  if (s == "false") return false;
+  return fail(Errc::invalid_argument, where + ": must be true or false");
+}
+
+Result<std::vector<std::string>> get_strings(const YAML::Node& n, const std::string& where) {
+  if (!n.IsSequence()) return fail(Errc::invalid_argument, where + ": must be a list of strings");
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    if (!n[i].IsScalar()) return fail(Errc::invalid_argument, where + "[" + std::to_string(i) + "]: must be a string");
+    out.push_back(n[i].as<std::string>());
+  }
+  return out;
+}
+
+std::vector<std::string> split_csv(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t i = 0;
+  while (i <= s.size()) {
+    auto j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+bool valid_tag(const std::string& t) {
+  if (t.empty() || t.size() > 64) return false;
+  for (char c : t) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':')) return false;
+  }
+  return true;
+}
+
+Result<OAuthIssuerConfig> parse_issuer(const YAML::Node& n, const std::string& where) {
+  if (auto r = only_keys(n, where, {"issuer", "audience", "jwks_file", "jwks_uri", "algorithms", "scope_claim", "roles_claim"}); !r) {
+    return std::unexpected(r.error());
+  }
+  OAuthIssuerConfig c;
+  for (const auto& kv : n) {
+    auto key = kv.first.as<std::string>();
+    auto w = where + "." + key;
+    if (key == "algorithms") {
+      auto v = get_strings(kv.second, w);
+      if (!v) return std::unexpected(v.error());
+      c.algorithms = *v;
+      continue;
+    }
+    auto v = get_string(kv.second, w);
+    if (!v) return std::unexpected(v.error());
+    if (key == "issuer") c.issuer = *v;
+    else if (key == "audience") c.audience = *v;
+    else if (key == "jwks_file") c.jwks_file = *v;
+    else if (key == "jwks_uri") c.jwks_uri = *v;
+    else if (key == "scope_claim") c.scope_claim = *v;
+    else if (key == "roles_claim") c.roles_claim = *v;
+  }
+  if (c.issuer.empty()) return fail(Errc::invalid_argument, where + ".issuer: required");
+  if (c.audience.empty()) return fail(Errc::invalid_argument, where + ".audience: required");
+  if (c.jwks_file.empty() == c.jwks_uri.empty()) {
+    return fail(Errc::invalid_argument, where + ": exactly one of jwks_file or jwks_uri is required");
+  }
+  return c;
+}
+
+// Applies one scalar setting, from YAML or from the environment.
+Result<void> apply(Config& c, const std::string& section, const std::string& key, const std::string& value,
+                   const std::string& where) {
+  auto u32 = [&](std::uint32_t& dst, std::uint32_t min, std::uint32_t max) -> Result<void> {
+    auto v = parse_u32(value, where, min, max);
+    if (!v) return std::unexpected(v.error());
+    dst = *v;
+    return ok();
+  };
+  if (section == "control_plane") {
+    if (key == "url") c.control_plane.url = value;
+    else if (key == "ca_file") c.control_plane.ca_file = value;
+    else if (key == "enrollment_token_file") c.control_plane.enrollment_token_file = value;
+    else return fail(Errc::invalid_argument, where + ": unknown key");
+    return ok();
+  }
+  if (section == "agent") {
+    if (key == "name") c.agent.name = value;
+    else if (key == "state_dir") c.agent.state_dir = value;
+    else if (key == "concurrency") return u32(c.agent.concurrency, 1, 256);
+    else if (key == "poll_wait_s") return u32(c.agent.poll_wait_s, 0, 60);
+    else if (key == "heartbeat_s") return u32(c.agent.heartbeat_s, 1, 300);
+    else if (key == "shutdown_grace_s") return u32(c.agent.shutdown_grace_s, 0, 3600);
+    else if (key == "allow_inline") {
+      auto b = parse_bool(value, where);
+      if (!b) return std::unexpected(b.error());
+      c.agent.allow_inline = *b;
+    } else if (key == "tags") c.agent.tags = split_csv(value);
+    else return fail(Errc::invalid_argument, where + ": unknown key");
+    return ok();
+  }
+  if (section == "auth") {
+    if (key == "clock_skew_s") return u32(c.auth.clock_skew_s, 0, 600);
+    if (key == "api_keys_file") {
+      c.auth.api_keys_file = value;
+      return ok();
+    }
+    return fail(Errc::invalid_argument, where + ": unknown key");
+  }
+  if (section.empty() && key == "runbooks_dir") {
+    c.runbooks_dir = value;
+    return ok();
+  }
+  return fail(Errc::invalid_argument, where + ": unknown key");
+}
+
+Result<void> validate(const Config& c) {
+  if (c.control_plane.url.rfind("https://", 0) != 0) {
+    return fail(Errc::invalid_argument, "control_plane.url: must be an https:// URL (TLS is not optional)");
+  }
+  if (c.control_plane.url.size() <= 8) return fail(Errc::invalid_argument, "control_plane.url: missing host");
+  if (c.control_plane.enrollment_token_file.empty()) {
+    return fail(Errc::invalid_argument, "control_plane.enrollment_token_file: required");
+  }
+  if (!c.control_plane.ca_file.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(c.control_plane.ca_file, ec)) {
+      return fail(Errc::invalid_argument, "control_plane.ca_file: " + c.control_plane.ca_file.string() + " is not a readable file");
+    }
+  }
+  if (c.agent.name.empty() || c.agent.name.size() > 128) return fail(Errc::invalid_argument, "agent.name: required (1..128 characters)");
+  for (const auto& t : c.agent.tags) {
+    if (!valid_tag(t)) return fail(Errc::invalid_argument, "agent.tags: invalid tag \"" + t + "\"");
+  }
+  if (c.agent.state_dir.empty() || !c.agent.state_dir.is_absolute()) {
+    return fail(Errc::invalid_argument, "agent.state_dir: must be an absolute path");
+  }
+  if (c.auth.api_keys_file.empty() && c.auth.oauth.empty()) {
+    return fail(Errc::invalid_argument, "auth: configure api_keys_file and/or oauth issuers (no job could ever be authorised)");
+  }
+  return ok();
+}
+
+}  // namespace
+
+Environment process_environment() {
+  Environment env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv = *e;
+    if (kv.rfind("DELEGATE_", 0) != 0) continue;
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+Result<Config> parse_config(std::string_view yaml_text, const Environment& env) {
+  Config c;
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return fail(Errc::parse, std::string("invalid YAML: ") + e.what());
+  }
+  try {
+    if (!root.IsMap()) return fail(Errc::invalid_argument, "configuration must be a mapping");
+    if (auto r = only_keys(root, "", {"control_plane", "agent", "auth", "runbooks_dir"}); !r) return std::unexpected(r.error());
+    for (const auto& kv : root) {
+      const auto section = kv.first.as<std::string>();
+      const YAML::Node& node = kv.second;
+      if (section == "runbooks_dir") {
+        auto v = get_string(node, section);
+        if (!v) return std::unexpected(v.error());
+        c.runbooks_dir = *v;
+        continue;
+      }
+      if (!node.IsMap()) return fail(Errc::invalid_argument, section + ": must be a mapping");
+      for (const auto& item : node) {
+        const auto key = item.first.as<std::string>();
+        const std::string where = section + "." + key;
+        if (section == "agent" && key == "tags") {
+          auto v = get_strings(item.second, where);
+          if (!v) return std::unexpected(v.error());
+          c.agent.tags = *v;
+        } else if (section == "auth" && key == "oauth") {
+          if (!item.second.IsSequence()) return fail(Errc::invalid_argument, where + ": must be a list");
+          for (std::size_t i = 0; i < item.second.size(); ++i) {
+            auto iss = parse_issuer(item.second[i], where + "[" + std::to_string(i) + "]");
+            if (!iss) return std::unexpected(iss.error());
+            c.auth.oauth.push_back(*iss);
+          }
+        } else {
+          auto v = get_string(item.second, where);
+          if (!v) return std::unexpected(v.error());
+          if (auto r = apply(c, section, key, *v, where); !r) return std::unexpected(r.error());
+        }
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return fail(Errc::parse, std::string("invalid configuration: ") + e.what());
+  }
+
+  // Environment overrides: DELEGATE_<SECTION>_<KEY>. Unknown names under a known section
+  // are errors, like unknown keys in the file.
+  for (const auto& [name, value] : env) {
+    static const std::pair<const char*, const char*> kSections[] = {
+        {"DELEGATE_CONTROL_PLANE_", "control_plane"}, {"DELEGATE_AGENT_", "agent"}, {"DELEGATE_AUTH_", "auth"}};
+    bool handled = false;
+    for (const auto& [prefix, section] : kSections) {
+      if (name.rfind(prefix, 0) != 0) continue;
+      std::string key = name.substr(std::string_view(prefix).size());
+      for (auto& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (auto r = apply(c, section, key, value, "environment " + name); !r) return std::unexpected(r.error());
+      handled = true;
+    }
+    if (!handled && name == "DELEGATE_RUNBOOKS_DIR") c.runbooks_dir = value;
+  }
+  if (auto r = validate(c); !r) return std::unexpected(r.error());
+  return c;
+}
+
+Result<Config> load_config(const std::filesystem::path& file, const Environment& env) {
+  auto text = read_file(file, 1u << 20);
+  if (!text) return std::unexpected(text.error());
+  auto c = parse_config(*text, env);
+  if (!c) return fail(c.error().code, file.string() + ": " + c.error().message);
+  return c;
+}
+
+}  // namespace delegate::agent

@@ -1,0 +1,168 @@
+#include <delegate/agent/job_runner.hpp>
+
+#include <delegate/audit/chain.hpp>
+#include <delegate/common/encoding.hpp>
+#include <delegate/common/log.hpp>
+#include <delegate/connectors/step.hpp>
+#include <delegate/sandbox/seccomp.hpp>
+
+namespace delegate::agent {
+namespace {
+
+std::string_view status_text(sandbox::Status s) {
+  switch (s) {
+    case sandbox::Status::exited: return "exited";
+    case sandbox::Status::signaled: return "signaled";
+    case sandbox::Status::timed_out: return "timed_out";
+    case sandbox::Status::cancelled: return "cancelled";
+    case sandbox::Status::not_found: return "not_found";
+    case sandbox::Status::setup_failed: return "setup_failed";
+  }
+  return "unknown";
+}
+
+std::string_view credential_type(policies::CredentialType t) {
+  switch (t) {
+    case policies::CredentialType::none: return "none";
+    case policies::CredentialType::oauth: return "oauth";
+    case policies::CredentialType::api_key: return "api_key";
+  }
+  return "none";
+}
+
+// Appends to the chain and hands the record to the sink. A record whose data cannot be
+// canonicalised (e.g. an integer beyond 2^53 in hostile params) is replaced by one that
+// says so: the event is still recorded and the chain never breaks.
+class Recorder {
+ public:
+  Recorder(const RunnerDeps& deps, const std::string& job)
+      : writer_(deps.key, deps.clock, deps.agent_id, job), sink_(deps.sink) {}
+
+  void add(audit::Kind kind, Json data) {
+    auto rec = writer_.append(kind, std::move(data));
+    if (!rec) {
+      rec = writer_.append(kind, Json{{"unrepresentable", true}, {"error", rec.error().message}});
+    }
+    if (!rec) {
+      // Only reachable if signing itself is broken, which aborts inside sign().
+      log::error("agent", "cannot create audit record: " + rec.error().message);
+      return;
+    }
+    sink_.append(*rec);
+  }
+  [[nodiscard]] std::uint64_t count() const { return writer_.next_seq(); }
+  [[nodiscard]] const std::string& last_hash() const { return writer_.last_hash(); }
+
+ private:
+  audit::ChainWriter writer_;
+  RecordSink& sink_;
+};
+
+}  // namespace
+
+JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDeps& deps, JobControl& control) {
+  Recorder rec(deps, job.id);
+  const auto started = std::chrono::steady_clock::now();
+
+  rec.add(audit::Kind::job_received, Json{{"digest", policies::job_digest(raw_job)},
+                                          {"runbook", job.runbook},
+                                          {"params", job.params},
+                                          {"incident", job.incident},
+                                          {"timeout_s", job.timeout_s},
+                                          {"credential", credential_type(job.credential.type)}});
+
+  policies::Authorizer authorizer(deps.catalog, *deps.api_keys, deps.authz);
+  const policies::Decision decision = authorizer.decide(job, deps.clock.now());
+  rec.add(audit::Kind::authz_decision, policies::to_json(decision));
+
+  std::string status = "succeeded";
+  if (!decision.allow) {
+    status = "denied";
+    log::info("agent", "job " + job.id + " denied: " + std::string(policies::to_string(*decision.reason)) +
+                           (decision.detail.empty() ? "" : " (" + decision.detail + ")"));
+  } else {
+    log::info("agent", "job " + job.id + " allowed: runbook " + job.runbook + " for " + decision.subject);
+    const auto deadline = job.timeout_s > 0 ? started + std::chrono::seconds(job.timeout_s)
+                                            : std::chrono::steady_clock::time_point::max();
+    const auto& steps = decision.runbook->steps;
+    for (std::size_t i = 0; i < steps.size() && status == "succeeded"; ++i) {
+      const auto& step = steps[i];
+      if (control.cancel.cancelled()) {
+        status = control.interrupted ? "interrupted" : "cancelled";
+        break;
+      }
+      connectors::StepContext ctx{deps.work_parent};
+      if (deadline != std::chrono::steady_clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+          status = "timed_out";
+          break;
+        }
+        ctx.remaining = left;
+      }
+      auto prepared = connectors::prepare_step(step, i, decision.params, ctx);
+      auto filter = prepared ? sandbox::SeccompProgram::compile(prepared->spec.profile,
+                                                                sandbox::SeccompOptions{.network = prepared->spec.network})
+                             : Result<sandbox::SeccompProgram>(std::unexpected(prepared.error()));
+      if (!prepared || !filter) {
+        const auto& err = !prepared ? prepared.error() : filter.error();
+        rec.add(audit::Kind::step_start, Json{{"step", step.name}, {"index", i}});
+        rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "setup_failed"}, {"error", err.message}});
+        status = "failed";
+        break;
+      }
+      rec.add(audit::Kind::step_start, prepared->audit);
+      auto sink = [&](sandbox::Stream stream, std::string_view chunk) {
+        for (std::size_t off = 0; off < chunk.size(); off += audit::kMaxOutputChunk) {
+          auto part = chunk.substr(off, audit::kMaxOutputChunk);
+          rec.add(audit::Kind::output,
+                  Json{{"step", step.name},
+                       {"stream", stream == sandbox::Stream::stdout_stream ? "stdout" : "stderr"},
+                       {"b64", base64_encode(as_bytes(part))}});
+        }
+      };
+      auto outcome = sandbox::run(prepared->spec, *filter, sink, &control.cancel);
+      if (!outcome) {
+        rec.add(audit::Kind::step_end,
+                Json{{"step", step.name}, {"index", i}, {"status", "agent_error"}, {"error", outcome.error().message}});
+        status = "failed";
+        break;
+      }
+      const auto& o = *outcome;
+      Json end{{"step", step.name},
+               {"index", i},
+               {"status", status_text(o.status)},
+               {"exit_code", o.status == sandbox::Status::exited ? Json(o.exit_code) : Json(nullptr)},
+               {"signal", o.signal != 0 ? Json(o.signal) : Json(nullptr)},
+               {"duration_ms", o.duration.count()},
+               {"limits_hit", o.limits_hit},
+               {"bytes_dropped", o.bytes_dropped},
+               {"max_rss_kb", o.max_rss_kb},
+               {"cpu_ms", o.cpu_ms}};
+      if (!o.error.empty()) end["error"] = o.error;
+      rec.add(audit::Kind::step_end, std::move(end));
+      switch (o.status) {
+        case sandbox::Status::exited:
+          if (o.exit_code != 0) status = "failed";
+          break;
+        case sandbox::Status::signaled:
+        case sandbox::Status::not_found:
+        case sandbox::Status::setup_failed:
+          status = "failed";
+          break;
+        case sandbox::Status::timed_out:
+          status = "timed_out";
+          break;
+        case sandbox::Status::cancelled:
+          status = control.interrupted ? "interrupted" : "cancelled";
+          break;
+      }
+    }
+  }
+  const std::uint64_t total = rec.count() + 1;  // including job.end itself
+  rec.add(audit::Kind::job_end, Json{{"status", status}, {"records", total}});
+  log::info("agent", "job " + job.id + " ended: " + status + " (" + std::to_string(total) + " records)");
+  return JobResult{job.id, status, rec.count() - 1, rec.last_hash()};
+}
+
+}  // namespace delegate::agent

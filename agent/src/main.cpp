@@ -1,0 +1,65 @@
+// delegate-agent: the daemon and its offline subcommands.
+#include <boost/program_options/errors.hpp>
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <delegate/agent/cp_client.hpp>
+#include <delegate/sandbox/cli.hpp>
+
+#include "cli.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: delegate-agent run --config FILE [--log-level LEVEL]\n"
+    "       delegate-agent check-job --config FILE --job FILE [--now RFC3339]\n"
+    "       delegate-agent sandbox-run [--profile NAME|FILE] [--network] [--timeout S] [--memory-mb N]\n"
+    "                                  [--pids N] [--ro PATH]... [--rw PATH]... -- PROGRAM [ARGS...]\n"
+    "       delegate-agent identity --config FILE\n"
+    "       delegate-agent api-key create --config FILE --id ID [--scope S]... [--role R]... [--expires RFC3339]\n"
+    "       delegate-agent api-key revoke --config FILE --id ID\n"
+    "       delegate-agent api-key list --config FILE\n"
+    "       delegate-agent --help | --version\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::cout << "delegate-agent " << DELEGATE_VERSION << "\n";
+    return 0;
+  }
+  if (cmd == "sandbox-run") return delegate::sandbox::sandbox_run_main(argc - 1, argv + 1);
+  std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+  }
+  try {
+    delegate::agent::global_http_init();
+    if (cmd == "run") return delegate::agent::cli::run(args);
+    if (cmd == "check-job") return delegate::agent::cli::check_job(args);
+    if (cmd == "identity") return delegate::agent::cli::identity(args);
+    if (cmd == "api-key") return delegate::agent::cli::api_key(args);
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "delegate-agent " << cmd << ": " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "delegate-agent " << cmd << ": " << e.what() << "\n";
+    return 1;
+  }
+  std::cerr << "delegate-agent: unknown command \"" << cmd << "\"\n" << kUsage;
+  return 2;
+}

@@ -1,0 +1,33 @@
+#pragma once
+// Turns a runbook step plus validated parameters into a sandbox launch. Parameters
+// only ever become whole argv elements or environment values: nothing is spliced into
+// a shell string.
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include <delegate/common/error.hpp>
+#include <delegate/common/json.hpp>
+#include <delegate/policies/runbook.hpp>
+#include <delegate/sandbox/launcher.hpp>
+
+namespace delegate::connectors {
+
+struct StepContext {
+  std::filesystem::path work_parent;
+  // Upper bound from the job's own deadline; the step's timeout_s is capped by it.
+  std::chrono::milliseconds remaining{std::chrono::hours(24)};
+};
+
+struct PreparedStep {
+  sandbox::Spec spec;
+  Json audit;  // the "step.start" record data
+};
+
+[[nodiscard]] Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
+                                                const Json& params, const StepContext& ctx);
+
+// The canonical text of a step kind, for records.
+[[nodiscard]] std::string_view to_string(policies::StepKind kind);
+
+}  // namespace delegate::connectors
