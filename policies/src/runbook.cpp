@@ -1,1 +1,476 @@
-// placeholder until implemented
+#include <delegate/policies/runbook.hpp>
+
+#include <algorithm>
+#include <set>
+#include <system_error>
+
+#include <delegate/common/fs.hpp>
+
+#include "yaml_util.hpp"
+
+namespace delegate::policies {
+namespace {
+
+using detail::yfail;
+using detail::yindex;
+using detail::ykey;
+
+constexpr std::size_t kMaxParams = 64;
+constexpr std::size_t kMaxSteps = 32;
+constexpr std::size_t kMaxArgv = 256;
+constexpr std::size_t kMaxEnv = 64;
+constexpr std::size_t kMaxEnum = 256;
+constexpr std::size_t kMaxPattern = 1024;
+constexpr std::size_t kMaxPatternedLength = 1024;
+constexpr std::size_t kMaxStringCap = 1u << 20;
+constexpr std::size_t kMaxRunbookBytes = 1u << 20;
+constexpr std::string_view kRefOpen = "${params.";
+
+bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool is_ident_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+bool is_ident(char c) { return is_ident_start(c) || (c >= '0' && c <= '9'); }
+
+bool valid_runbook_name(std::string_view s) {
+  if (s.empty() || s.size() > 64 || !is_lower_alnum(s[0])) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return is_lower_alnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
+bool valid_param_name(std::string_view s) {
+  if (s.empty() || s.size() > 64 || !is_ident_start(s[0])) return false;
+  return std::all_of(s.begin(), s.end(), is_ident);
+}
+
+bool valid_step_name(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+// Untrusted names are echoed in errors and audit details: keep them short and printable.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  if (s.size() > 64) out += "...";
+  return out;
+}
+
+// One parameter reference found in a template.
+struct Ref {
+  std::size_t begin, end;  // [begin, end) covers "${params.NAME}"
+  std::string_view name;
+};
+
+// Scans `tmpl` for "${params.NAME}". Anything else containing '$' is literal text; a
+// "${params." that is not a well-formed reference is an error rather than literal text,
+// because the author clearly meant a substitution.
+Result<std::vector<Ref>> find_refs(std::string_view tmpl) {
+  std::vector<Ref> refs;
+  std::size_t pos = 0;
+  while ((pos = tmpl.find(kRefOpen, pos)) != std::string_view::npos) {
+    std::size_t name_begin = pos + kRefOpen.size();
+    std::size_t close = tmpl.find('}', name_begin);
+    if (close == std::string_view::npos) return fail(Errc::parse, "unterminated ${params.…} reference");
+    std::string_view name = tmpl.substr(name_begin, close - name_begin);
+    if (!valid_param_name(name)) {
+      return fail(Errc::parse, "malformed parameter reference ${params." + printable(name) + "}");
+    }
+    refs.push_back({pos, close + 1, name});
+    pos = close + 1;
+  }
+  return refs;
+}
+
+// Checks every reference in a template names a declared parameter that will always
+// have a value (required or defaulted), so substitution cannot fail at run time.
+void check_refs(const Runbook& rb, std::string_view tmpl, const std::string& path) {
+  auto refs = find_refs(tmpl);
+  if (!refs) yfail(path, refs.error().message);
+  for (const auto& r : *refs) {
+    auto it = rb.params.find(std::string(r.name));
+    if (it == rb.params.end()) yfail(path, "references undeclared parameter " + std::string(r.name));
+    if (!it->second.required && !it->second.default_value) {
+      yfail(path, "references optional parameter " + std::string(r.name) + " that has no default");
+    }
+  }
+}
+
+ParamType parse_type(const YAML::Node& n, const std::string& path) {
+  std::string t = detail::ystring(n, path);
+  if (t == "string") return ParamType::string;
+  if (t == "integer") return ParamType::integer;
+  if (t == "boolean") return ParamType::boolean;
+  yfail(path, "must be string, integer or boolean");
+}
+
+Json yaml_default(const YAML::Node& n, const ParamSpec& spec, const std::string& path) {
+  switch (spec.type) {
+    case ParamType::string: return Json(detail::ystring(n, path));
+    case ParamType::integer: return Json(detail::yint(n, path));
+    case ParamType::boolean: return Json(detail::ybool(n, path));
+  }
+  yfail(path, "unsupported type");
+}
+
+Result<Json> check_value(const std::string& name, const ParamSpec& spec, const Json& v);
+
+ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
+  detail::ycheck_keys(n, path,
+                      {"type", "pattern", "required", "description", "min", "max", "max_length", "enum", "default"});
+  ParamSpec s;
+  if (!n["type"]) yfail(ykey(path, "type"), "missing");
+  s.type = parse_type(n["type"], ykey(path, "type"));
+  auto only_for = [&](const char* key, ParamType t, const char* tname) {
+    if (n[key] && s.type != t) yfail(ykey(path, key), std::string("only applies to ") + tname + " parameters");
+  };
+  only_for("pattern", ParamType::string, "string");
+  only_for("max_length", ParamType::string, "string");
+  only_for("enum", ParamType::string, "string");
+  only_for("min", ParamType::integer, "integer");
+  only_for("max", ParamType::integer, "integer");
+
+  if (n["required"]) s.required = detail::ybool(n["required"], ykey(path, "required"));
+  if (n["description"]) s.description = detail::ystring(n["description"], ykey(path, "description"));
+  if (n["pattern"]) {
+    std::string p = detail::ystring(n["pattern"], ykey(path, "pattern"));
+    if (p.empty() || p.size() > kMaxPattern) yfail(ykey(path, "pattern"), "must be 1..1024 characters");
+    try {
+      s.compiled.emplace(p, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      yfail(ykey(path, "pattern"), std::string("invalid regular expression: ") + e.what());
+    }
+    s.pattern = std::move(p);
+  }
+  if (n["max_length"]) {
+    s.max_length = static_cast<std::size_t>(
+        detail::yint_range(n["max_length"], ykey(path, "max_length"), 1, kMaxStringCap));
+  }
+  // libstdc++'s std::regex recurses once per input character or more: a long value
+  // against a pattern with groups overflows a 2 MiB stack near 2 KiB of input. Keep
+  // patterned values short enough that matching untrusted input cannot crash the agent.
+  if (s.compiled && s.max_length > kMaxPatternedLength) {
+    yfail(ykey(path, "max_length"), "must be at most 1024 when a pattern is set");
+  }
+  if (n["enum"]) {
+    s.allowed = detail::ystring_list(n["enum"], ykey(path, "enum"), kMaxEnum);
+    if (s.allowed.empty()) yfail(ykey(path, "enum"), "must not be empty");
+  }
+  if (n["min"]) s.min = detail::yint(n["min"], ykey(path, "min"));
+  if (n["max"]) s.max = detail::yint(n["max"], ykey(path, "max"));
+  if (s.min && s.max && *s.min > *s.max) yfail(path, "min is greater than max");
+  if (n["default"]) {
+    if (s.required) yfail(ykey(path, "default"), "a required parameter cannot have a default");
+    Json d = yaml_default(n["default"], s, ykey(path, "default"));
+    // A default that its own schema would reject is a runbook bug; catch it at load.
+    auto checked = check_value("default", s, d);
+    if (!checked) yfail(ykey(path, "default"), checked.error().message);
+    s.default_value = std::move(d);
+  }
+  return s;
+}
+
+StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
+  detail::ycheck_keys(n, path, {"profile", "network", "timeout_s", "memory_mb", "cpu_s", "pids", "output_kb"});
+  StepSandbox s;
+  auto u32 = [&](const char* key, std::int64_t hi) {
+    return static_cast<std::uint32_t>(detail::yint_range(n[key], ykey(path, key), 1, hi));
+  };
+  if (n["profile"]) {
+    s.profile = detail::ystring(n["profile"], ykey(path, "profile"));
+    if (s.profile.empty()) yfail(ykey(path, "profile"), "must not be empty");
+  }
+  if (n["network"]) s.network = detail::ybool(n["network"], ykey(path, "network"));
+  if (n["timeout_s"]) s.timeout_s = u32("timeout_s", 86400);
+  if (n["memory_mb"]) s.memory_mb = u32("memory_mb", 1 << 20);
+  if (n["cpu_s"]) s.cpu_s = u32("cpu_s", 86400);
+  if (n["pids"]) s.pids = u32("pids", 65536);
+  if (n["output_kb"]) {
+    s.output_kb = static_cast<std::uint64_t>(detail::yint_range(n["output_kb"], ykey(path, "output_kb"), 1, 1 << 22));
+  }
+  return s;
+}
+
+// The program a step runs is fixed by the runbook; only its arguments may vary.
+void check_program(const std::string& program, const std::string& path) {
+  if (program.empty()) yfail(path, "the program must not be empty");
+  if (program.find(kRefOpen) != std::string::npos) yfail(path, "the program cannot be a parameter");
+}
+
+// Variables that change how the loader or a shell behaves must not carry caller input.
+bool is_control_env(std::string_view name) {
+  return name.starts_with("LD_") || name == "PATH" || name == "BASH_ENV" || name == "ENV" ||
+         name == "IFS" || name == "SHELLOPTS" || name == "PS4";
+}
+
+Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb) {
+  detail::ycheck_keys(n, path, {"name", "uses", "with", "sandbox", "env"});
+  Step st;
+  if (!n["name"]) yfail(ykey(path, "name"), "missing");
+  st.name = detail::ystring(n["name"], ykey(path, "name"));
+  if (!valid_step_name(st.name)) yfail(ykey(path, "name"), "must be 1..64 printable ASCII characters");
+  if (!n["uses"]) yfail(ykey(path, "uses"), "missing");
+  std::string uses = detail::ystring(n["uses"], ykey(path, "uses"));
+  const std::string wpath = ykey(path, "with");
+  if (!n["with"]) yfail(wpath, "missing");
+  const YAML::Node with = n["with"];
+  if (uses == "command") {
+    st.uses = StepKind::command;
+    detail::ycheck_keys(with, wpath, {"argv"});
+    if (!with["argv"]) yfail(ykey(wpath, "argv"), "missing");
+    st.argv = detail::ystring_list(with["argv"], ykey(wpath, "argv"), kMaxArgv);
+    if (st.argv.empty()) yfail(ykey(wpath, "argv"), "must not be empty");
+    check_program(st.argv[0], yindex(ykey(wpath, "argv"), 0));
+    for (std::size_t i = 1; i < st.argv.size(); ++i) check_refs(rb, st.argv[i], yindex(ykey(wpath, "argv"), i));
+  } else if (uses == "script") {
+    st.uses = StepKind::script;
+    detail::ycheck_keys(with, wpath, {"script", "interpreter"});
+    if (!with["script"]) yfail(ykey(wpath, "script"), "missing");
+    st.script = detail::ystring(with["script"], ykey(wpath, "script"));
+    if (st.script.empty()) yfail(ykey(wpath, "script"), "must not be empty");
+    // Splicing caller input into program text is exactly the injection the design
+    // forbids; scripts read parameters from env (or argv) instead.
+    if (st.script.find(kRefOpen) != std::string::npos) {
+      yfail(ykey(wpath, "script"),
+            "parameters cannot be substituted into script text; pass them via env instead");
+    }
+    if (with["interpreter"]) {
+      st.argv = detail::ystring_list(with["interpreter"], ykey(wpath, "interpreter"), kMaxArgv);
+      if (st.argv.empty()) yfail(ykey(wpath, "interpreter"), "must not be empty");
+    } else {
+      st.argv = {"/bin/sh"};
+    }
+    check_program(st.argv[0], yindex(ykey(wpath, "interpreter"), 0));
+    for (std::size_t i = 1; i < st.argv.size(); ++i) {
+      check_refs(rb, st.argv[i], yindex(ykey(wpath, "interpreter"), i));
+    }
+  } else if (uses == "http") {
+    yfail(ykey(path, "uses"), "step kind http is not available in this version");
+  } else {
+    yfail(ykey(path, "uses"), "must be command or script");
+  }
+  if (n["sandbox"]) st.sandbox = parse_sandbox(n["sandbox"], ykey(path, "sandbox"));
+  if (n["env"]) {
+    const std::string epath = ykey(path, "env");
+    auto names = detail::ymap_keys(n["env"], epath);
+    if (names.size() > kMaxEnv) yfail(epath, "more than 64 variables");
+    for (const auto& name : names) {
+      const std::string vpath = ykey(epath, name);
+      if (!valid_param_name(name)) yfail(vpath, "variable names must match [A-Za-z_][A-Za-z0-9_]{0,63}");
+      std::string value = detail::ystring(n["env"][name], vpath);
+      check_refs(rb, value, vpath);
+      if (is_control_env(name) && value.find(kRefOpen) != std::string::npos) {
+        yfail(vpath, "parameters cannot be substituted into loader/shell control variables");
+      }
+      st.env.emplace(name, std::move(value));
+    }
+  }
+  return st;
+}
+
+Runbook parse_root(const YAML::Node& root) {
+  detail::ycheck_keys(root, "", {"name", "description", "authorize", "params", "steps"});
+  Runbook rb;
+  if (!root["name"]) yfail("name", "missing");
+  rb.name = detail::ystring(root["name"], "name");
+  if (!valid_runbook_name(rb.name)) yfail("name", "must match [a-z0-9][a-z0-9._-]{0,63}");
+  if (root["description"]) rb.description = detail::ystring(root["description"], "description");
+
+  if (root["authorize"]) {
+    const YAML::Node a = root["authorize"];
+    detail::ycheck_keys(a, "authorize", {"scopes", "roles"});
+    AuthorizeRule rule;
+    if (a["scopes"]) rule.scopes = detail::ystring_list(a["scopes"], "authorize.scopes", 64);
+    if (a["roles"]) rule.roles = detail::ystring_list(a["roles"], "authorize.roles", 64);
+    // An empty rule would let any valid credential run the runbook; make that an
+    // explicit choice of scopes rather than an accident of an empty block.
+    if (rule.scopes.empty() && rule.roles.empty()) {
+      yfail("authorize", "must list at least one scope or role (omit the block to make the runbook not runnable)");
+    }
+    for (const auto& s : rule.scopes) {
+      if (s.empty()) yfail("authorize.scopes", "scopes must not be empty");
+    }
+    for (const auto& r : rule.roles) {
+      if (r.empty()) yfail("authorize.roles", "roles must not be empty");
+    }
+    rb.authorize = std::move(rule);
+  }
+
+  if (root["params"] && !root["params"].IsNull()) {
+    auto names = detail::ymap_keys(root["params"], "params");
+    if (names.size() > kMaxParams) yfail("params", "more than 64 parameters");
+    for (const auto& name : names) {
+      const std::string ppath = ykey("params", name);
+      if (!valid_param_name(name)) yfail(ppath, "parameter names must match [A-Za-z_][A-Za-z0-9_]{0,63}");
+      rb.params.emplace(name, parse_param(root["params"][name], ppath));
+    }
+  }
+
+  if (!root["steps"]) yfail("steps", "missing");
+  const YAML::Node steps = root["steps"];
+  if (!steps.IsSequence() || steps.size() == 0) yfail("steps", "must be a non-empty list");
+  if (steps.size() > kMaxSteps) yfail("steps", "more than 32 steps");
+  std::set<std::string> step_names;
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    Step st = parse_step(steps[i], yindex("steps", i), rb);
+    if (!step_names.insert(st.name).second) yfail(ykey(yindex("steps", i), "name"), "duplicate step name");
+    rb.steps.push_back(std::move(st));
+  }
+  return rb;
+}
+
+std::string render(const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+Result<Json> check_value(const std::string& name, const ParamSpec& spec, const Json& v) {
+  const std::string what = "parameter \"" + printable(name) + "\"";
+  switch (spec.type) {
+    case ParamType::boolean:
+      if (!v.is_boolean()) return fail(Errc::invalid_argument, what + " must be a boolean");
+      return v;
+    case ParamType::integer: {
+      // Strings and floats are refused even when they look integral: the schema is the
+      // contract, and "5" vs 5.0 vs 5 must not all mean the same thing.
+      std::int64_t x = 0;
+      if (v.is_number_unsigned()) {
+        auto u = v.get<std::uint64_t>();
+        if (u > static_cast<std::uint64_t>(INT64_MAX)) return fail(Errc::invalid_argument, what + " is out of range");
+        x = static_cast<std::int64_t>(u);
+      } else if (v.is_number_integer()) {
+        x = v.get<std::int64_t>();
+      } else {
+        return fail(Errc::invalid_argument, what + " must be an integer");
+      }
+      if (spec.min && x < *spec.min) return fail(Errc::invalid_argument, what + " is below the minimum " + std::to_string(*spec.min));
+      if (spec.max && x > *spec.max) return fail(Errc::invalid_argument, what + " is above the maximum " + std::to_string(*spec.max));
+      return Json(x);
+    }
+    case ParamType::string: {
+      if (!v.is_string()) return fail(Errc::invalid_argument, what + " must be a string");
+      const auto& s = v.get_ref<const std::string&>();
+      if (s.size() > spec.max_length) {
+        return fail(Errc::invalid_argument, what + " is longer than " + std::to_string(spec.max_length) + " bytes");
+      }
+      // argv elements and env values are C strings: a NUL would silently truncate them.
+      if (s.find('\0') != std::string::npos) return fail(Errc::invalid_argument, what + " contains a NUL byte");
+      if (!spec.allowed.empty() && std::find(spec.allowed.begin(), spec.allowed.end(), s) == spec.allowed.end()) {
+        return fail(Errc::invalid_argument, what + " is not one of the allowed values");
+      }
+      if (spec.compiled) {
+        bool matched = false;
+        try {
+          matched = std::regex_match(s, *spec.compiled);
+        } catch (const std::regex_error&) {
+          // libstdc++ throws on excessive backtracking: refuse rather than guess.
+          matched = false;
+        }
+        if (!matched) return fail(Errc::invalid_argument, what + " does not match its pattern");
+      }
+      return v;
+    }
+  }
+  return fail(Errc::internal, what + " has an unknown type");
+}
+
+}  // namespace
+
+Result<Runbook> parse_runbook(std::string_view yaml_text) {
+  if (yaml_text.size() > kMaxRunbookBytes) return fail(Errc::too_large, "runbook larger than 1 MiB");
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml_text));
+    if (!root || root.IsNull()) return fail(Errc::parse, "empty runbook");
+    return parse_root(root);
+  } catch (const detail::YamlError& e) {
+    return fail(Errc::parse, e.message);
+  } catch (const YAML::Exception& e) {
+    return fail(Errc::parse, std::string("invalid YAML: ") + e.what());
+  } catch (const std::exception& e) {
+    return fail(Errc::parse, std::string("invalid runbook: ") + e.what());
+  }
+}
+
+Result<Catalog> Catalog::load_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return fail(Errc::not_found, "runbooks directory " + dir.string() + " does not exist or is not a directory");
+  }
+  std::vector<std::filesystem::path> files;
+  std::filesystem::directory_iterator it(dir, ec), end;
+  if (ec) return fail(Errc::io, "cannot read runbooks directory " + dir.string() + ": " + ec.message());
+  for (; it != end; it.increment(ec)) {
+    if (ec) break;
+    const auto& p = it->path();
+    auto ext = p.extension().string();
+    if (ext != ".yaml" && ext != ".yml") continue;
+    files.push_back(p);
+  }
+  if (ec) return fail(Errc::io, "cannot read runbooks directory " + dir.string() + ": " + ec.message());
+  // Deterministic order so that "duplicate name" errors always name the same file.
+  std::sort(files.begin(), files.end());
+
+  Catalog cat;
+  std::map<std::string, std::filesystem::path> origin;
+  for (const auto& f : files) {
+    auto text = read_file(f, kMaxRunbookBytes);
+    if (!text) return fail(text.error().code, f.string() + ": " + text.error().message);
+    auto rb = parse_runbook(*text);
+    if (!rb) return fail(rb.error().code, f.string() + ": " + rb.error().message);
+    auto [pos, inserted] = origin.emplace(rb->name, f);
+    if (!inserted) {
+      return fail(Errc::conflict, f.string() + ": duplicate runbook name " + rb->name + " (also in " +
+                                      pos->second.string() + ")");
+    }
+    cat.add(std::move(*rb));
+  }
+  return cat;
+}
+
+const Runbook* Catalog::find(std::string_view name) const {
+  auto it = runbooks_.find(name);
+  return it == runbooks_.end() ? nullptr : &it->second;
+}
+
+Result<Json> validate_params(const Runbook& rb, const Json& params) {
+  if (!params.is_object()) return fail(Errc::invalid_argument, "params must be a JSON object");
+  Json out = Json::object();
+  for (const auto& [name, value] : params.items()) {
+    auto spec = rb.params.find(name);
+    if (spec == rb.params.end()) {
+      return fail(Errc::invalid_argument, "unknown parameter \"" + printable(name) + "\"");
+    }
+    auto v = check_value(name, spec->second, value);
+    if (!v) return std::unexpected(v.error());
+    out[name] = std::move(*v);
+  }
+  for (const auto& [name, spec] : rb.params) {
+    if (out.contains(name)) continue;
+    if (spec.required) return fail(Errc::invalid_argument, "missing required parameter \"" + name + "\"");
+    if (spec.default_value) out[name] = *spec.default_value;
+  }
+  return out;
+}
+
+Result<std::string> substitute(std::string_view tmpl, const Json& params) {
+  auto refs = find_refs(tmpl);
+  if (!refs) return std::unexpected(refs.error());
+  std::string out;
+  std::size_t last = 0;
+  for (const auto& r : *refs) {
+    out.append(tmpl.substr(last, r.begin - last));
+    const std::string name(r.name);
+    if (!params.is_object() || !params.contains(name)) {
+      return fail(Errc::invalid_argument, "no value for parameter \"" + name + "\"");
+    }
+    const Json& v = params.at(name);
+    if (!v.is_string() && !v.is_boolean() && !v.is_number_integer()) {
+      return fail(Errc::invalid_argument, "parameter \"" + name + "\" has a type that cannot be substituted");
+    }
+    std::string text = render(v);
+    if (text.find('\0') != std::string::npos) {
+      return fail(Errc::invalid_argument, "parameter \"" + name + "\" contains a NUL byte");
+    }
+    out += text;
+    last = r.end;
+  }
+  out.append(tmpl.substr(last));
+  return out;
+}
+
+}  // namespace delegate::policies

@@ -3,6 +3,7 @@
 // RBAC against the runbook's authorize block → parameter validation.
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <delegate/common/json.hpp>
@@ -30,8 +31,32 @@ struct Decision {
 // The audit payload of authz.decision (allow/deny, reason, subject, scopes, …).
 [[nodiscard]] Json to_json(const Decision& d);
 
+// The identity a verified credential speaks for.
+struct Principal {
+  std::string subject;
+  std::vector<std::string> scopes;
+  std::vector<std::string> roles;
+};
+
+struct TokenCheck {
+  std::optional<Reason> deny;  // alg_not_allowed, bad_signature, expired, wrong_issuer, ...
+  std::string detail;          // one line, never the token itself
+  Principal principal;         // meaningful when !deny
+};
+
+// Seam for OAuth access-token (JWT) verification. The job is passed so that a verifier
+// can check RFC 9396 authorization_details binding against the runbook and params.
+class TokenVerifier {
+ public:
+  virtual ~TokenVerifier() = default;
+  [[nodiscard]] virtual TokenCheck verify(std::string_view token, const Job& job, TimePoint now) const = 0;
+};
+
 struct AuthorizerOptions {
   bool allow_inline = false;
+  // Null: no OAuth issuer is configured, so every oauth credential is denied with
+  // wrong_issuer. Must outlive the authorizer.
+  const TokenVerifier* oauth = nullptr;
 };
 
 class Authorizer {

@@ -27,6 +27,9 @@ struct Job {
   // Set when the job object was structurally malformed but an id could be recovered;
   // the agent still audits and denies it (token_malformed / invalid_params).
   std::string malformed;
+  // True when the defect recorded in `malformed` is in the "authorization" member, so
+  // the denial is token_malformed rather than invalid_params.
+  bool malformed_authorization = false;
 };
 
 // Fails only when not even a valid id can be recovered (then nothing can be audited or

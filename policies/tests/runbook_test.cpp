@@ -1,0 +1,301 @@
+#include <gtest/gtest.h>
+
+#include <delegate/policies/runbook.hpp>
+
+#include "test_util.hpp"
+
+namespace delegate::policies {
+namespace {
+
+using testing::TempDir;
+
+const char* kRestart = R"(
+name: restart-service
+description: Restart a systemd unit on this host
+authorize:
+  scopes: [runbooks:execute]
+  roles: [sre-oncall]
+params:
+  service: {type: string, pattern: '^[a-z0-9@._-]{1,64}$', required: true}
+  count: {type: integer, min: 1, max: 10, default: 3}
+  force: {type: boolean, default: false}
+  mode: {type: string, enum: [soft, hard], default: soft, max_length: 8}
+steps:
+  - name: restart
+    uses: command
+    with: {argv: [systemctl, restart, "${params.service}"]}
+    sandbox: {profile: default, network: false, timeout_s: 60, memory_mb: 256, cpu_s: 10, pids: 32, output_kb: 64}
+    env: {COUNT: "${params.count}", FORCE: "${params.force}"}
+  - name: check
+    uses: script
+    with:
+      script: |
+        systemctl is-active "$SERVICE"
+      interpreter: [/bin/sh, -eu]
+    env: {SERVICE: "${params.service}"}
+)";
+
+Runbook restart() {
+  auto rb = parse_runbook(kRestart);
+  EXPECT_TRUE(rb.has_value()) << (rb ? "" : rb.error().message);
+  return rb.value_or(Runbook{});
+}
+
+TEST(Runbook, ParsesFullExample) {
+  Runbook rb = restart();
+  EXPECT_EQ(rb.name, "restart-service");
+  ASSERT_TRUE(rb.authorize.has_value());
+  EXPECT_EQ(rb.authorize->scopes, std::vector<std::string>{"runbooks:execute"});
+  EXPECT_EQ(rb.authorize->roles, std::vector<std::string>{"sre-oncall"});
+  ASSERT_EQ(rb.params.size(), 4u);
+  EXPECT_TRUE(rb.params.at("service").required);
+  EXPECT_TRUE(rb.params.at("service").compiled.has_value());
+  EXPECT_EQ(rb.params.at("count").type, ParamType::integer);
+  EXPECT_EQ(rb.params.at("count").min, 1);
+  EXPECT_EQ(rb.params.at("count").default_value, Json(3));
+  EXPECT_EQ(rb.params.at("mode").allowed, (std::vector<std::string>{"soft", "hard"}));
+  ASSERT_EQ(rb.steps.size(), 2u);
+  const Step& s0 = rb.steps[0];
+  EXPECT_EQ(s0.uses, StepKind::command);
+  EXPECT_EQ(s0.argv, (std::vector<std::string>{"systemctl", "restart", "${params.service}"}));
+  EXPECT_EQ(s0.sandbox.timeout_s, 60u);
+  EXPECT_EQ(s0.sandbox.cpu_s, 10u);
+  EXPECT_EQ(s0.sandbox.pids, 32u);
+  EXPECT_EQ(s0.sandbox.output_kb, 64u);
+  EXPECT_EQ(s0.env.at("COUNT"), "${params.count}");
+  const Step& s1 = rb.steps[1];
+  EXPECT_EQ(s1.uses, StepKind::script);
+  EXPECT_EQ(s1.argv, (std::vector<std::string>{"/bin/sh", "-eu"}));
+  EXPECT_NE(s1.script.find("is-active"), std::string::npos);
+  EXPECT_EQ(s1.sandbox.timeout_s, 60u);  // defaults
+  EXPECT_FALSE(s1.sandbox.cpu_s.has_value());
+}
+
+TEST(Runbook, ScriptDefaultsToBinSh) {
+  auto rb = parse_runbook("name: s\nauthorize: {scopes: [x]}\nsteps:\n  - {name: a, uses: script, with: {script: 'echo hi'}}\n");
+  ASSERT_TRUE(rb.has_value()) << rb.error().message;
+  EXPECT_EQ(rb->steps[0].argv, std::vector<std::string>{"/bin/sh"});
+}
+
+TEST(Runbook, NoAuthorizeBlockIsAllowedButNotRunnable) {
+  auto rb = parse_runbook("name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [true]}}\n");
+  ASSERT_TRUE(rb.has_value()) << rb.error().message;
+  EXPECT_FALSE(rb->authorize.has_value());
+}
+
+struct BadCase {
+  const char* yaml;
+  const char* expect;  // substring of the error
+};
+
+class RunbookRejects : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(RunbookRejects, WithClearError) {
+  auto rb = parse_runbook(GetParam().yaml);
+  ASSERT_FALSE(rb.has_value()) << GetParam().yaml;
+  EXPECT_NE(rb.error().message.find(GetParam().expect), std::string::npos)
+      << "got: " << rb.error().message << "\nwant: " << GetParam().expect;
+}
+
+#define STEP "steps:\n  - {name: a, uses: command, with: {argv: [true]}}\n"
+INSTANTIATE_TEST_SUITE_P(
+    Cases, RunbookRejects,
+    ::testing::Values(
+        // Unknown keys at every level name their path.
+        BadCase{"name: s\ncolour: red\n" STEP, "colour: unknown key"},
+        BadCase{"name: s\nauthorize: {scopes: [x], group: y}\n" STEP, "authorize.group: unknown key"},
+        BadCase{"name: s\nparams: {p: {type: string, patern: x}}\n" STEP, "params.p.patern: unknown key"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [true]}, timeout: 5}\n", "steps[0].timeout: unknown key"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [true], cwd: /}}\n", "steps[0].with.cwd: unknown key"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [true]}, sandbox: {timeot_s: 5}}\n",
+                "steps[0].sandbox.timeot_s: unknown key"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: script, with: {script: x, shell: bash}}\n", "steps[0].with.shell: unknown key"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [true]}}\n  - {name: b, uses: command, with: {argv: [true]}, sandbox: {x: 1}}\n",
+                "steps[1].sandbox.x: unknown key"},
+        BadCase{"name: s\nname: t\n" STEP, "name: duplicate key"},
+        // Names and structure.
+        BadCase{STEP, "name: missing"},
+        BadCase{"name: Bad_Name\n" STEP, "name: must match"},
+        BadCase{"name: s\n", "steps: missing"},
+        BadCase{"name: s\nsteps: []\n", "steps: must be a non-empty list"},
+        BadCase{"name: s\nparams: {1bad: {type: string}}\n" STEP, "params.1bad: parameter names"},
+        BadCase{"name: s\nparams: {p: {type: float}}\n" STEP, "params.p.type: must be string, integer or boolean"},
+        BadCase{"name: s\nparams: {p: {pattern: x}}\n" STEP, "params.p.type: missing"},
+        BadCase{"name: s\nparams: {p: {type: string, pattern: '([a-z'}}\n" STEP, "params.p.pattern: invalid regular expression"},
+        BadCase{"name: s\nparams: {p: {type: string, pattern: x, max_length: 1025}}\n" STEP, "params.p.max_length: must be at most 1024"},
+        BadCase{"name: s\nparams: {p: {type: integer, pattern: x}}\n" STEP, "params.p.pattern: only applies to string"},
+        BadCase{"name: s\nparams: {p: {type: integer, min: 5, max: 1}}\n" STEP, "min is greater than max"},
+        BadCase{"name: s\nparams: {p: {type: integer, default: '5'}}\n" STEP, "params.p.default: must be an integer"},
+        BadCase{"name: s\nparams: {p: {type: string, enum: [a], default: b}}\n" STEP, "params.p.default: parameter"},
+        BadCase{"name: s\nauthorize: {}\n" STEP, "authorize: must list at least one scope or role"},
+        // Step kinds and argv.
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: http, with: {url: x}}\n", "step kind http is not available in this version"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: shell, with: {argv: [x]}}\n", "steps[0].uses: must be command or script"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: []}}\n", "steps[0].with.argv: must not be empty"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [ls, [a]]}}\n", "steps[0].with.argv[1]: must be a string"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command}\n", "steps[0].with: missing"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [x]}}\n  - {name: a, uses: command, with: {argv: [y]}}\n", "duplicate step name"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [x]}, sandbox: {timeout_s: '60'}}\n", "timeout_s: must be an integer"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [x]}, sandbox: {timeout_s: 0}}\n", "timeout_s: must be between"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [x]}, sandbox: {network: yes}}\n", "network: must be true or false"},
+        // Parameter references.
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [echo, '${params.nope}']}}\n", "undeclared parameter nope"},
+        BadCase{"name: s\nparams: {p: {type: string}}\nsteps:\n  - {name: a, uses: command, with: {argv: [echo, '${params.p}']}}\n",
+                "optional parameter p that has no default"},
+        BadCase{"name: s\nparams: {p: {type: string, required: true}}\nsteps:\n  - {name: a, uses: command, with: {argv: ['${params.p}']}}\n",
+                "the program cannot be a parameter"},
+        BadCase{"name: s\nparams: {p: {type: string, required: true}}\nsteps:\n  - {name: a, uses: command, with: {argv: [echo, '${params.p']}}\n",
+                "unterminated"},
+        BadCase{"name: s\nparams: {p: {type: string, required: true}}\nsteps:\n  - {name: a, uses: script, with: {script: 'echo ${params.p}'}}\n",
+                "parameters cannot be substituted into script text"},
+        BadCase{"name: s\nparams: {p: {type: string, required: true}}\nsteps:\n  - {name: a, uses: command, with: {argv: [x]}, env: {X: '${params.q}'}}\n",
+                "steps[0].env.X: references undeclared parameter q"},
+        BadCase{"name: s\nparams: {p: {type: string, required: true}}\nsteps:\n  - {name: a, uses: command, with: {argv: [x]}, env: {LD_PRELOAD: '${params.p}'}}\n",
+                "loader/shell control"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [x]}, env: {1X: y}}\n", "variable names"},
+        // YAML itself.
+        BadCase{"name: [unterminated\n", "invalid YAML"},
+        BadCase{"", "empty runbook"},
+        BadCase{"- a\n- b\n", "must be a mapping"}));
+#undef STEP
+
+TEST(Runbook, CountLimits) {
+  std::string yaml = "name: s\nparams:\n";
+  for (int i = 0; i < 65; ++i) yaml += "  p" + std::to_string(i) + ": {type: string}\n";
+  yaml += "steps:\n  - {name: a, uses: command, with: {argv: [x]}}\n";
+  auto r = parse_runbook(yaml);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("more than 64 parameters"), std::string::npos);
+
+  yaml = "name: s\nsteps:\n";
+  for (int i = 0; i < 33; ++i) yaml += "  - {name: s" + std::to_string(i) + ", uses: command, with: {argv: [x]}}\n";
+  r = parse_runbook(yaml);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("more than 32 steps"), std::string::npos);
+}
+
+struct ParamCase {
+  const char* what;
+  const char* params_json;
+  bool ok;
+};
+
+class ParamValidation : public ::testing::TestWithParam<ParamCase> {};
+
+TEST_P(ParamValidation, Table) {
+  static const Runbook rb = restart();
+  Json params = Json::parse(GetParam().params_json);
+  auto r = validate_params(rb, params);
+  EXPECT_EQ(r.has_value(), GetParam().ok) << GetParam().what << (r ? "" : ": " + r.error().message);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ParamValidation,
+    ::testing::Values(
+        ParamCase{"minimal", R"({"service":"nginx"})", true},
+        ParamCase{"all", R"({"service":"nginx@1.service","count":10,"force":true,"mode":"hard"})", true},
+        ParamCase{"missing required", R"({})", false},
+        ParamCase{"unknown name", R"({"service":"nginx","extra":1})", false},
+        ParamCase{"shell injection", R"({"service":"nginx; rm -rf /"})", false},
+        ParamCase{"command substitution", R"J({"service":"$(reboot)"})J", false},
+        ParamCase{"newline", R"({"service":"nginx\nreboot"})", false},
+        ParamCase{"trailing newline vs $", R"({"service":"nginx\n"})", false},
+        ParamCase{"too long for pattern", R"({"service":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})", false},
+        ParamCase{"NUL", R"({"service":"ng\u0000inx"})", false},
+        ParamCase{"service not a string", R"({"service":5})", false},
+        ParamCase{"integer as string", R"({"service":"a","count":"5"})", false},
+        ParamCase{"integer as float", R"({"service":"a","count":5.0})", false},
+        ParamCase{"integer as bool", R"({"service":"a","count":true})", false},
+        ParamCase{"integer below min", R"({"service":"a","count":0})", false},
+        ParamCase{"integer above max", R"({"service":"a","count":11})", false},
+        ParamCase{"integer huge", R"({"service":"a","count":18446744073709551615})", false},
+        ParamCase{"bool as string", R"({"service":"a","force":"true"})", false},
+        ParamCase{"bool as int", R"({"service":"a","force":1})", false},
+        ParamCase{"enum miss", R"({"service":"a","mode":"medium"})", false},
+        ParamCase{"null value", R"({"service":null})", false},
+        ParamCase{"array value", R"({"service":["nginx"]})", false},
+        ParamCase{"params not object", R"(["service"])", false}));
+
+TEST(Runbook, DefaultsAreFilled) {
+  Runbook rb = restart();
+  auto r = validate_params(rb, Json::parse(R"({"service":"nginx"})"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(*r, Json::parse(R"({"service":"nginx","count":3,"force":false,"mode":"soft"})"));
+}
+
+TEST(Runbook, OversizeStringRejected) {
+  auto rb = parse_runbook("name: s\nparams: {p: {type: string, max_length: 4, required: true}}\n"
+                          "steps:\n  - {name: a, uses: command, with: {argv: [echo, '${params.p}']}}\n");
+  ASSERT_TRUE(rb.has_value()) << rb.error().message;
+  EXPECT_TRUE(validate_params(*rb, Json{{"p", "abcd"}}));
+  EXPECT_FALSE(validate_params(*rb, Json{{"p", "abcde"}}));
+  Runbook dflt = *rb;
+  dflt.params.at("p").max_length = 1024;
+  EXPECT_FALSE(validate_params(dflt, Json{{"p", std::string(1025, 'a')}}));
+  // A hostile long value against a recursive pattern is refused by length before the
+  // regex engine sees it.
+  auto rx = parse_runbook("name: s\nparams: {p: {type: string, pattern: '^((a)|(b))*$', required: true}}\n"
+                          "steps:\n  - {name: a, uses: command, with: {argv: [echo, '${params.p}']}}\n");
+  ASSERT_TRUE(rx.has_value()) << rx.error().message;
+  EXPECT_TRUE(validate_params(*rx, Json{{"p", std::string(1024, 'a')}}));
+  EXPECT_FALSE(validate_params(*rx, Json{{"p", std::string(200000, 'a')}}));
+}
+
+TEST(Runbook, Substitution) {
+  Json p = {{"service", "nginx; rm -rf /"}, {"count", 3}, {"force", true}};
+  EXPECT_EQ(substitute("${params.service}", p).value(), "nginx; rm -rf /");
+  EXPECT_EQ(substitute("--count=${params.count}", p).value(), "--count=3");
+  EXPECT_EQ(substitute("${params.force}/${params.count}", p).value(), "true/3");
+  EXPECT_EQ(substitute("cost $5 ${HOME} $params.x ${other.y}", p).value(), "cost $5 ${HOME} $params.x ${other.y}");
+  EXPECT_EQ(substitute("$", p).value(), "$");
+  EXPECT_EQ(substitute("", p).value(), "");
+  EXPECT_FALSE(substitute("${params.missing}", p).has_value());
+  EXPECT_FALSE(substitute("${params.service", p).has_value());
+  EXPECT_FALSE(substitute("${params.bad-name}", p).has_value());
+  // A value containing reference syntax is not expanded again.
+  Json q = {{"a", "${params.b}"}, {"b", "x"}};
+  EXPECT_EQ(substitute("${params.a}", q).value(), "${params.b}");
+}
+
+TEST(Catalog, LoadsShippedRunbooks) {
+  auto cat = Catalog::load_dir(testing::shipped_runbooks_dir());
+  ASSERT_TRUE(cat.has_value()) << cat.error().message;
+  EXPECT_EQ(cat->size(), 2u);
+  const Runbook* diag = cat->find("host-diagnostics");
+  ASSERT_NE(diag, nullptr);
+  ASSERT_EQ(diag->steps.size(), 4u);
+  EXPECT_EQ(diag->steps[3].argv, (std::vector<std::string>{"ps", "-eo", "pid,comm,%cpu,%mem", "--sort=-%cpu"}));
+  EXPECT_EQ(diag->steps[2].argv, (std::vector<std::string>{"df", "-h", "/"}));
+  EXPECT_EQ(diag->steps[0].sandbox.timeout_s, 20u);
+  EXPECT_EQ(validate_params(*diag, Json::object()).value(), Json::parse(R"({"detail":"basic"})"));
+  EXPECT_FALSE(validate_params(*diag, Json{{"detail", "everything"}}));
+  const Runbook* rs = cat->find("restart-service");
+  ASSERT_NE(rs, nullptr);
+  EXPECT_EQ(rs->steps[0].argv[2], "${params.service}");
+  EXPECT_EQ(cat->find("nope"), nullptr);
+}
+
+TEST(Catalog, DirectoryErrors) {
+  TempDir dir;
+  EXPECT_FALSE(Catalog::load_dir(dir / "missing").has_value());
+
+  dir.write("a.yaml", "name: one\nsteps:\n  - {name: a, uses: command, with: {argv: [x]}}\n");
+  dir.write("notes.txt", "ignored");
+  auto ok = Catalog::load_dir(dir.path());
+  ASSERT_TRUE(ok.has_value()) << ok.error().message;
+  EXPECT_EQ(ok->size(), 1u);
+
+  dir.write("b.yml", "name: one\nsteps:\n  - {name: a, uses: command, with: {argv: [y]}}\n");
+  auto dup = Catalog::load_dir(dir.path());
+  ASSERT_FALSE(dup.has_value());
+  EXPECT_NE(dup.error().message.find("duplicate runbook name one"), std::string::npos) << dup.error().message;
+
+  dir.write("b.yml", "name: two\nsteps:\n  - {name: a, uses: command, with: {argv: [y]}, sandbox: {timeot_s: 1}}\n");
+  auto bad = Catalog::load_dir(dir.path());
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message.find("b.yml: steps[0].sandbox.timeot_s: unknown key"), std::string::npos)
+      << bad.error().message;
+}
+
+}  // namespace
+}  // namespace delegate::policies
