@@ -1,1 +1,267 @@
-// placeholder until implemented
+#include <delegate/sandbox/cli.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <delegate/sandbox/launcher.hpp>
+#include <delegate/sandbox/seccomp.hpp>
+
+namespace delegate::sandbox {
+namespace {
+
+constexpr int kSetupFailed = 125;
+
+constexpr const char* kUsage =
+    "usage: sandbox-run [--profile NAME|FILE] [--network] [--timeout S] [--memory-mb N]\n"
+    "                   [--pids N] [--ro PATH]... [--rw PATH]... -- PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM exactly as a runbook step would: own process group, fresh private\n"
+    "working directory, clean environment, rlimits, no_new_privs, seccomp.\n"
+    "\n"
+    "  --profile NAME   seccomp profile: default, network, strict (default: default)\n"
+    "  --network        allow IPv4/IPv6/packet/netlink sockets\n"
+    "  --timeout S      wall-clock limit in seconds, also the CPU-time limit (default: 300)\n"
+    "  --memory-mb N    address-space limit in MiB (default: 512)\n"
+    "  --pids N         process limit (RLIMIT_NPROC: per uid, not enforced for root)\n"
+    "  --ro/--rw PATH   bind mounts; not available in this version (rejected)\n"
+    "\n"
+    "Exit status: the program's; 128+N if killed by signal N; 124 on timeout;\n"
+    "125 if the sandbox could not be set up; 127 if PROGRAM was not found.\n";
+
+struct Options {
+  std::string profile = "default";
+  bool network = false;
+  std::optional<std::uint64_t> timeout_s;
+  std::optional<std::uint64_t> memory_mb;
+  std::optional<std::uint64_t> pids;
+  std::vector<std::string> ro;
+  std::vector<std::string> rw;
+  std::vector<std::string> command;
+  bool help = false;
+  bool version = false;
+};
+
+struct UsageError {
+  std::string message;
+};
+
+// Positive integers only, with a ceiling that keeps later unit conversions
+// (seconds→ms, MiB→bytes) far from overflow.
+std::optional<std::uint64_t> parse_count(std::string_view text, std::uint64_t max) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || end != text.data() + text.size() || v == 0 || v > max) return std::nullopt;
+  return v;
+}
+
+std::variant<Options, UsageError> parse(int argc, char** argv) {
+  Options o;
+  int i = 1;
+  // Accepts "--name value" and "--name=value".
+  auto take_value = [&](std::string_view arg, std::string_view name,
+                        std::optional<std::string>& value) -> bool {
+    if (arg == name) {
+      if (i + 1 >= argc) return false;
+      value = argv[++i];
+      return true;
+    }
+    if (arg.size() > name.size() && arg.starts_with(name) && arg[name.size()] == '=') {
+      value = std::string(arg.substr(name.size() + 1));
+      return true;
+    }
+    return false;
+  };
+  for (; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") {
+      ++i;
+      break;
+    }
+    if (!arg.starts_with("-")) break;  // the program; everything after it is its argv
+    if (arg == "--help" || arg == "-h") {
+      o.help = true;
+      return o;
+    }
+    if (arg == "--version") {
+      o.version = true;
+      return o;
+    }
+    if (arg == "--network") {
+      o.network = true;
+      continue;
+    }
+    std::optional<std::string> value;
+    const auto number = [&](std::string_view flag, std::uint64_t max,
+                            std::optional<std::uint64_t>& out) -> std::optional<UsageError> {
+      out = parse_count(*value, max);
+      if (!out) {
+        return UsageError{std::string(flag) + " wants a positive integer up to " + std::to_string(max) +
+                          ", got '" + *value + "'"};
+      }
+      return std::nullopt;
+    };
+    if (take_value(arg, "--profile", value)) {
+      o.profile = *value;
+    } else if (take_value(arg, "--timeout", value)) {
+      if (auto e = number("--timeout", 30ull * 24 * 3600, o.timeout_s)) return *e;
+    } else if (take_value(arg, "--memory-mb", value)) {
+      if (auto e = number("--memory-mb", 1ull << 30, o.memory_mb)) return *e;
+    } else if (take_value(arg, "--pids", value)) {
+      if (auto e = number("--pids", 1ull << 22, o.pids)) return *e;
+    } else if (take_value(arg, "--ro", value)) {
+      o.ro.push_back(*value);
+    } else if (take_value(arg, "--rw", value)) {
+      o.rw.push_back(*value);
+    } else {
+      const bool known = arg == "--profile" || arg == "--timeout" || arg == "--memory-mb" ||
+                         arg == "--pids" || arg == "--ro" || arg == "--rw";
+      return UsageError{known ? std::string(arg) + " needs a value"
+                              : "unknown option '" + std::string(arg) + "' (see --help)"};
+    }
+  }
+  for (; i < argc; ++i) o.command.emplace_back(argv[i]);
+  if (o.command.empty()) return UsageError{"no program given (see --help)"};
+  return o;
+}
+
+void write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // our own output is gone (EPIPE): the step still runs to its end
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+int error_exit(std::string_view message) {
+  std::string line = "sandbox-run: ";
+  line += message;
+  line += '\n';
+  write_all(STDERR_FILENO, line);
+  return kSetupFailed;
+}
+
+// SIGINT/SIGTERM/SIGHUP to the CLI cancel the step: its process group lives in its own
+// session, so a terminal's ^C would otherwise not reach the step's grandchildren.
+CancelToken* g_cancel = nullptr;
+
+extern "C" void on_terminate_signal(int) {
+  const int saved = errno;
+  if (g_cancel != nullptr) g_cancel->cancel();  // eventfd write: async-signal-safe
+  errno = saved;
+}
+
+class SignalScope {
+ public:
+  explicit SignalScope(CancelToken& token) {
+    g_cancel = &token;
+    struct sigaction sa {};
+    sa.sa_handler = on_terminate_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (std::size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &sa, &saved_[i]);
+    // Writing to a closed stdout must not kill the CLI while the step still runs.
+    struct sigaction ign {};
+    ign.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ign, &saved_pipe_);
+  }
+  ~SignalScope() {
+    for (std::size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &saved_[i], nullptr);
+    ::sigaction(SIGPIPE, &saved_pipe_, nullptr);
+    g_cancel = nullptr;
+  }
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+
+ private:
+  static constexpr std::array<int, 3> kSignals{SIGINT, SIGTERM, SIGHUP};
+  std::array<struct sigaction, 3> saved_{};
+  struct sigaction saved_pipe_ {};
+};
+
+int main_impl(int argc, char** argv) {
+  auto parsed = parse(argc, argv);
+  if (auto* e = std::get_if<UsageError>(&parsed)) return error_exit(e->message);
+  const Options& o = std::get<Options>(parsed);
+  if (o.help) {
+    write_all(STDOUT_FILENO, kUsage);
+    return 0;
+  }
+  if (o.version) {
+    write_all(STDOUT_FILENO, std::string("sandbox-run (delegate) ") + DELEGATE_VERSION + "\n");
+    return 0;
+  }
+  // Fail closed: running without the requested isolation would be worse than not running.
+  if (!o.ro.empty() || !o.rw.empty()) {
+    return error_exit("--ro/--rw require mount-namespace isolation, not available in this version");
+  }
+
+  auto filter = SeccompProgram::compile(o.profile, SeccompOptions{.network = o.network});
+  if (!filter) return error_exit(filter.error().message);
+
+  Spec spec;
+  spec.argv = o.command;
+  spec.profile = o.profile;
+  spec.network = o.network;
+  if (o.timeout_s) {
+    spec.limits.timeout = std::chrono::seconds(*o.timeout_s);
+    // A step cannot legitimately burn more CPU than wall-clock time per core; tying the
+    // two keeps an explicit --timeout from being undercut by the default CPU limit.
+    spec.limits.cpu_seconds = *o.timeout_s;
+  }
+  if (o.memory_mb) spec.limits.memory_bytes = *o.memory_mb << 20;
+  // --pids is RLIMIT_NPROC: it counts all processes of the real uid (not just this step)
+  // and is not enforced at all for root; a per-step limit needs the pids cgroup (later).
+  if (o.pids) spec.limits.processes = *o.pids;
+
+  CancelToken cancel;
+  SignalScope signals(cancel);
+  const OutputSink sink = [](Stream s, std::string_view data) {
+    switch (s) {
+      case Stream::stdout_stream: write_all(STDOUT_FILENO, data); return;
+      case Stream::stderr_stream: write_all(STDERR_FILENO, data); return;
+    }
+  };
+  auto outcome = run(spec, *filter, sink, &cancel);
+  if (!outcome) return error_exit(outcome.error().message);
+  switch (outcome->status) {
+    case Status::not_found:
+    case Status::setup_failed:
+      (void)error_exit(outcome->error);
+      break;
+    case Status::timed_out:
+      (void)error_exit("timed out, process group killed");
+      break;
+    case Status::exited:
+    case Status::signaled:
+    case Status::cancelled:
+      break;
+  }
+  return exit_status(*outcome);
+}
+
+}  // namespace
+
+int sandbox_run_main(int argc, char** argv) {
+  try {
+    return main_impl(argc, argv);
+  } catch (const std::exception& e) {
+    return error_exit(e.what());
+  } catch (...) {
+    return error_exit("unexpected internal error");
+  }
+}
+
+}  // namespace delegate::sandbox

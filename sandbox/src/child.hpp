@@ -1,0 +1,63 @@
+#pragma once
+// Private to the sandbox library: the part of a launch that runs in the forked child.
+// Everything it touches is prepared by the parent, because between fork and exec only
+// async-signal-safe calls are allowed (the agent is multi-threaded: another thread may
+// have held the malloc lock at fork time).
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <array>
+
+#include <delegate/sandbox/seccomp.hpp>
+
+namespace delegate::sandbox::detail {
+
+struct RlimitSetting {
+  int resource;
+  rlimit value;
+};
+
+// Written to the error pipe by a child that could not reach execve. The pipe is
+// O_CLOEXEC, so a successful exec closes it with no data.
+enum class ChildStage : int {
+  setsid = 1,
+  signals,
+  death_signal,
+  stdio,
+  chdir,
+  rlimit,
+  no_new_privs,
+  close_fds,
+  seccomp,
+  exec,
+};
+
+struct ChildReport {
+  int stage;  // ChildStage
+  int error;  // errno
+};
+
+struct ChildPlan {
+  const char* path = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* workdir = nullptr;
+  // All > 2, so dup2 onto 0..2 can never clobber one of them.
+  int stdin_fd = -1;
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  int error_fd = -1;
+  std::array<RlimitSetting, 6> rlimits{};
+  pid_t parent_pid = 0;
+  // Upper bound for closing fds one by one when close_range() is unavailable.
+  int max_fd = 1024;
+  const SeccompProgram* filter = nullptr;
+  sigset_t empty_mask{};
+};
+
+[[noreturn]] void child_main(const ChildPlan& plan) noexcept;
+
+[[nodiscard]] const char* stage_name(ChildStage stage) noexcept;
+
+}  // namespace delegate::sandbox::detail

@@ -1,0 +1,129 @@
+// sandbox_run_main, run in a forked child so its exit status and output can be checked.
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include <delegate/sandbox/cli.hpp>
+
+#include "test_support.hpp"
+
+namespace delegate::sandbox {
+namespace {
+
+struct CliResult {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string read_all(int fd) {
+  std::string s;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) s.append(buf, static_cast<std::size_t>(n));
+  return s;
+}
+
+CliResult run_cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "sandbox-run");
+  int out[2], err[2];
+  if (::pipe(out) != 0 || ::pipe(err) != 0) return {};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    ::close(out[0]);
+    ::close(err[0]);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::_exit(sandbox_run_main(static_cast<int>(args.size()), argv.data()));
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  CliResult r;
+  // stderr is small; reading stdout to EOF first cannot deadlock for these commands.
+  r.out = read_all(out[0]);
+  r.err = read_all(err[0]);
+  ::close(out[0]);
+  ::close(err[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == s.size() - 1; }
+
+TEST(SandboxRunCli, PassesOutputAndExitStatusThrough) {
+  const auto r = run_cli({"--", "sh", "-c", "echo out; echo err >&2; exit 3"});
+  EXPECT_EQ(r.status, 3);
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+}
+
+TEST(SandboxRunCli, ProgramWithoutDoubleDash) {
+  const auto r = run_cli({"--timeout", "10", "sh", "-c", "echo $1", "x", "--network"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "--network\n");  // options after PROGRAM belong to PROGRAM
+}
+
+TEST(SandboxRunCli, SignalAndNotFoundAndTimeout) {
+  EXPECT_EQ(run_cli({"--", "sh", "-c", "kill -TERM $$"}).status, 128 + SIGTERM);
+  const auto nf = run_cli({"--", "delegate-no-such-program"});
+  EXPECT_EQ(nf.status, 127);
+  EXPECT_TRUE(one_line(nf.err)) << nf.err;
+  EXPECT_EQ(run_cli({"--timeout=1", "--", "sleep", "30"}).status, 124);
+}
+
+TEST(SandboxRunCli, NetworkFlag) {
+  const std::string probe = testing::prober();
+  EXPECT_EQ(run_cli({"--", probe, "socket_inet"}).out, "socket_inet errno=1\n");
+  EXPECT_EQ(run_cli({"--network", "--", probe, "socket_inet"}).out, "socket_inet errno=0\n");
+  EXPECT_EQ(run_cli({"--profile", "strict", "--network", "--", probe, "socket_inet"}).out,
+            "socket_inet errno=1\n");
+}
+
+TEST(SandboxRunCli, MemoryLimit) {
+  const std::string probe = testing::prober();
+  EXPECT_EQ(run_cli({"--memory-mb", "64", "--", probe, "mmap_256m"}).out,
+            "mmap_256m errno=" + std::to_string(ENOMEM) + "\n");
+}
+
+TEST(SandboxRunCli, SetupErrorsAreOneLineAndExit125) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"--ro", "/etc", "--", "true"},
+      {"--rw=/var/tmp", "--", "true"},
+      {"--profile", "/etc/delegate/seccomp.json", "--", "true"},
+      {"--profile", "nonesuch", "--", "true"},
+      {"--timeout", "0", "--", "true"},
+      {"--timeout", "abc", "--", "true"},
+      {"--memory-mb", "--", "true"},
+      {"--pids"},
+      {"--bogus", "--", "true"},
+      {"--"},
+      {},
+  };
+  for (const auto& args : bad) {
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.status, 125) << joined;
+    EXPECT_TRUE(one_line(r.err)) << joined << ": " << r.err;
+    EXPECT_TRUE(r.err.starts_with("sandbox-run: ")) << r.err;
+  }
+  EXPECT_NE(run_cli({"--ro", "/etc", "--", "true"}).err.find("mount-namespace"), std::string::npos);
+  EXPECT_NE(run_cli({"--profile", "./x.json", "--", "true"}).err.find("not supported yet"),
+            std::string::npos);
+}
+
+TEST(SandboxRunCli, Help) {
+  const auto r = run_cli({"--help"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("usage: sandbox-run"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace delegate::sandbox

@@ -1,0 +1,392 @@
+// run(): exit statuses, limits, cancellation, isolation of environment, fds and workdir.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "test_support.hpp"
+
+namespace delegate::sandbox {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::compile_or_die;
+using testing::prober;
+using testing::run_argv;
+using testing::run_capture;
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+std::set<std::string> lines(const std::string& text) {
+  std::set<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.insert(line);
+  return out;
+}
+
+// Gone, or a zombie waiting for whoever inherited it: either way no longer running.
+bool process_gone(pid_t pid) {
+  for (int i = 0; i < 100; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    if (!stat) return true;
+    std::string content((std::istreambuf_iterator<char>(stat)), {});
+    const auto close = content.rfind(')');
+    if (close != std::string::npos && close + 2 < content.size() && content[close + 2] == 'Z') return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "sandbox-test-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST(Launcher, TrueExitsZero) {
+  const auto c = run_argv({"/bin/true"});
+  EXPECT_EQ(c.outcome.status, Status::exited);
+  EXPECT_EQ(c.outcome.exit_code, 0);
+  EXPECT_EQ(exit_status(c.outcome), 0);
+  EXPECT_TRUE(c.outcome.limits_hit.empty());
+}
+
+TEST(Launcher, ProgramIsResolvedAgainstTheCleanPath) {
+  const auto c = run_argv({"sh", "-c", "echo $0"});
+  EXPECT_EQ(c.outcome.status, Status::exited);
+  EXPECT_EQ(c.out, "sh\n");  // argv[0] is kept as given
+}
+
+TEST(Launcher, ExitCodeIsPassedThrough) {
+  const auto c = run_argv({"sh", "-c", "exit 7"});
+  EXPECT_EQ(c.outcome.status, Status::exited);
+  EXPECT_EQ(c.outcome.exit_code, 7);
+  EXPECT_EQ(exit_status(c.outcome), 7);
+}
+
+TEST(Launcher, KilledBySignal) {
+  const auto c = run_argv({"sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(c.outcome.status, Status::signaled);
+  EXPECT_EQ(c.outcome.signal, 9);
+  EXPECT_EQ(exit_status(c.outcome), 137);
+}
+
+TEST(Launcher, MissingProgramIsNotFound) {
+  for (const char* name : {"delegate-no-such-program", "/nonexistent/bin/tool", ""}) {
+    const auto c = run_argv({name});
+    EXPECT_EQ(c.outcome.status, Status::not_found) << name;
+    EXPECT_EQ(exit_status(c.outcome), 127);
+    EXPECT_FALSE(c.outcome.error.empty());
+  }
+}
+
+TEST(Launcher, NonExecutableFileIsNotFound) {
+  TempDir dir;
+  const auto file = dir.path() / "script";
+  std::ofstream(file) << "#!/bin/sh\necho hi\n";
+  ::chmod(file.c_str(), 0644);
+  const auto c = run_argv({file.string()});
+  EXPECT_EQ(c.outcome.status, Status::not_found);
+}
+
+TEST(Launcher, MissingInterpreterIsReportedFromExec) {
+  TempDir dir;
+  const auto file = dir.path() / "script";
+  std::ofstream(file) << "#!/nonexistent/interpreter\n";
+  ::chmod(file.c_str(), 0755);
+  const auto c = run_argv({file.string()});
+  EXPECT_EQ(c.outcome.status, Status::not_found);
+  EXPECT_NE(c.outcome.error.find("execve"), std::string::npos) << c.outcome.error;
+}
+
+TEST(Launcher, TimeoutKillsTheWholeProcessGroup) {
+  Spec spec;
+  spec.argv = {"sh", "-c", "sleep 100 & echo $!; sleep 100"};
+  spec.limits.timeout = 1s;
+  const auto c = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(c.outcome.status, Status::timed_out);
+  EXPECT_TRUE(contains(c.outcome.limits_hit, "timeout"));
+  EXPECT_EQ(c.outcome.signal, SIGKILL);
+  EXPECT_EQ(exit_status(c.outcome), 124);
+  const pid_t background = std::atoi(c.out.c_str());
+  ASSERT_GT(background, 0) << c.out;
+  EXPECT_TRUE(process_gone(background));
+}
+
+TEST(Launcher, GrandchildrenAreKilledWhenTheMainProcessExits) {
+  const auto c = run_argv({"sh", "-c", "sleep 100 & echo $!"});
+  EXPECT_EQ(c.outcome.status, Status::exited);
+  const pid_t background = std::atoi(c.out.c_str());
+  ASSERT_GT(background, 0) << c.out;
+  EXPECT_TRUE(process_gone(background));
+}
+
+TEST(Launcher, EscapedProcessHoldingThePipesDoesNotHang) {
+  const auto start = std::chrono::steady_clock::now();
+  // setsid puts the sleep outside the step's process group, with stdout still open.
+  const auto c = run_argv({"sh", "-c", "setsid sh -c 'echo $$; exec sleep 100' & sleep 0.2; exit 3"});
+  EXPECT_EQ(c.outcome.status, Status::exited);
+  EXPECT_EQ(c.outcome.exit_code, 3);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);  // generous: must just not hang
+  const pid_t escaped = std::atoi(c.out.c_str());
+  if (escaped > 0) ::kill(escaped, SIGKILL);
+}
+
+TEST(Launcher, CancelFromAnotherThread) {
+  CancelToken token;
+  EXPECT_FALSE(token.cancelled());
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(300ms);
+    token.cancel();
+  });
+  Spec spec;
+  spec.argv = {"sh", "-c", "sleep 100 & echo $!; sleep 100"};
+  const auto c = run_capture(spec, compile_or_die("default"), &token);
+  canceller.join();
+  EXPECT_TRUE(token.cancelled());
+  EXPECT_EQ(c.outcome.status, Status::cancelled);
+  EXPECT_EQ(exit_status(c.outcome), 137);
+  const pid_t background = std::atoi(c.out.c_str());
+  ASSERT_GT(background, 0) << c.out;
+  EXPECT_TRUE(process_gone(background));
+}
+
+TEST(Launcher, AlreadyCancelledTokenStopsTheStep) {
+  CancelToken token;
+  token.cancel();
+  Spec spec;
+  spec.argv = {"sleep", "100"};
+  const auto c = run_capture(spec, compile_or_die("default"), &token);
+  EXPECT_EQ(c.outcome.status, Status::cancelled);
+}
+
+TEST(Launcher, OutputBeyondTheCapIsDroppedAndCounted) {
+  Spec spec;
+  spec.argv = {"sh", "-c", "head -c 100000 /dev/zero; head -c 5000 /dev/zero >&2; echo done"};
+  spec.limits.output_bytes = 1000;
+  const auto c = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(c.outcome.status, Status::exited);
+  EXPECT_EQ(c.outcome.exit_code, 0);  // the step was never blocked on a full pipe
+  EXPECT_EQ(c.out.size() + c.err.size(), 1000u);
+  EXPECT_EQ(c.outcome.bytes_dropped, 100000u + 5000u + 5u - 1000u);
+  EXPECT_TRUE(contains(c.outcome.limits_hit, "output"));
+}
+
+TEST(Launcher, OutputArrivesInChunksOfAtMost16KiB) {
+  const auto c = run_argv({"head", "-c", "300000", "/dev/zero"});
+  EXPECT_EQ(c.out.size(), 300000u);
+  EXPECT_EQ(c.outcome.bytes_dropped, 0u);
+  for (std::size_t n : c.chunk_sizes) EXPECT_LE(n, 16u * 1024);
+}
+
+TEST(Launcher, StdinDataIsProvided) {
+  Spec spec;
+  spec.argv = {"cat"};
+  spec.stdin_data = "hello\nworld\n";
+  const auto c = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(c.out, "hello\nworld\n");
+  const auto empty = run_argv({"cat"});  // /dev/null: EOF at once
+  EXPECT_EQ(empty.outcome.status, Status::exited);
+  EXPECT_EQ(empty.out, "");
+}
+
+TEST(Launcher, EnvironmentIsClean) {
+  ::setenv("DELEGATE_TEST_AGENT_SECRET", "must-not-leak", 1);
+  Spec spec;
+  spec.argv = {"env"};
+  spec.env = {"STEP_VAR=1", "LANG=C"};
+  const auto c = run_capture(spec, compile_or_die("default"));
+  ::unsetenv("DELEGATE_TEST_AGENT_SECRET");
+  std::set<std::string> names;
+  std::string home;
+  for (const auto& line : lines(c.out)) {
+    const auto name = line.substr(0, line.find('='));
+    names.insert(name);
+    if (name == "HOME") home = line.substr(5);
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"PATH", "HOME", "TMPDIR", "LANG", "STEP_VAR"}));
+  EXPECT_TRUE(lines(c.out).contains("LANG=C"));  // spec.env overrides the base
+  EXPECT_TRUE(lines(c.out).contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+  EXPECT_TRUE(lines(c.out).contains("TMPDIR=" + home));
+  EXPECT_EQ(c.out.find("must-not-leak"), std::string::npos);
+}
+
+TEST(Launcher, InvalidEnvironmentEntryIsASetupFailure) {
+  Spec spec;
+  spec.argv = {"true"};
+  spec.env = {"NO_EQUALS_SIGN"};
+  const auto c = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(c.outcome.status, Status::setup_failed);
+  EXPECT_EQ(exit_status(c.outcome), 125);
+}
+
+TEST(Launcher, FreshPrivateWorkdirIsRemovedWithoutFollowingSymlinks) {
+  TempDir parent;
+  TempDir outside;
+  const auto sentinel = outside.path() / "keep-me";
+  std::ofstream(sentinel) << "x";
+  Spec spec;
+  spec.work_parent = parent.path();
+  spec.argv = {"sh", "-c",
+               "pwd; ls -A | wc -l; stat -c %a .; echo $HOME; mkdir -p a/b/c; touch a/b/c/f; "
+               "chmod 000 a/b; ln -s '" + outside.path().string() + "' out; ln -s '" +
+                   sentinel.string() + "' a/link"};
+  const auto c = run_capture(spec, compile_or_die("default"));
+  ASSERT_EQ(c.outcome.status, Status::exited) << c.err;
+  std::istringstream in(c.out);
+  std::string pwd, count, mode, home;
+  std::getline(in, pwd);
+  std::getline(in, count);
+  std::getline(in, mode);
+  std::getline(in, home);
+  EXPECT_EQ(std::filesystem::path(pwd).parent_path(), parent.path());
+  EXPECT_EQ(count, "0");
+  EXPECT_EQ(mode, "700");
+  EXPECT_EQ(home, pwd);
+  EXPECT_FALSE(std::filesystem::exists(pwd));
+  EXPECT_TRUE(std::filesystem::is_empty(parent.path()));
+  EXPECT_TRUE(std::filesystem::exists(sentinel));
+}
+
+TEST(Launcher, CpuLimitKillsABusyLoop) {
+  Spec spec;
+  spec.argv = {"sh", "-c", "while :; do :; done"};
+  spec.limits.cpu_seconds = 1;
+  spec.limits.timeout = 60s;  // generous; the CPU limit must fire first
+  const auto c = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(c.outcome.status, Status::signaled);
+  EXPECT_TRUE(c.outcome.signal == SIGXCPU || c.outcome.signal == SIGKILL) << c.outcome.signal;
+  EXPECT_TRUE(contains(c.outcome.limits_hit, "cpu"));
+  EXPECT_GE(c.outcome.cpu_ms, 900u);
+}
+
+TEST(Launcher, CpuLimitIgnoringSigxcpuIsKilledAtTheHardLimit) {
+  Spec spec;
+  spec.argv = {"sh", "-c", "trap '' XCPU; while :; do :; done"};
+  spec.limits.cpu_seconds = 1;
+  spec.limits.timeout = 60s;
+  const auto c = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(c.outcome.status, Status::signaled);
+  EXPECT_EQ(c.outcome.signal, SIGKILL);
+  EXPECT_TRUE(contains(c.outcome.limits_hit, "cpu"));
+}
+
+TEST(Launcher, AddressSpaceLimitStopsAMemoryHog) {
+  Spec spec;
+  spec.argv = {prober(), "mmap_256m"};
+  spec.limits.memory_bytes = 64ull << 20;
+  const auto c = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(c.outcome.status, Status::exited);
+  EXPECT_EQ(c.out, "mmap_256m errno=" + std::to_string(ENOMEM) + "\n");
+  spec.limits.memory_bytes = 1ull << 30;
+  const auto roomy = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(roomy.out, "mmap_256m errno=0\n");
+}
+
+TEST(Launcher, FileSizeLimit) {
+  Spec spec;
+  spec.argv = {"dd", "if=/dev/zero", "of=big", "bs=4096", "count=100"};
+  spec.limits.file_size_bytes = 8192;
+  const auto c = run_capture(spec, compile_or_die("default"));
+  EXPECT_EQ(c.outcome.status, Status::signaled);
+  EXPECT_EQ(c.outcome.signal, SIGXFSZ);
+  EXPECT_TRUE(contains(c.outcome.limits_hit, "file_size"));
+}
+
+TEST(Launcher, NoNewPrivsAndSeccompAreActive) {
+  const auto c = run_argv({"cat", "/proc/self/status"});
+  const auto l = lines(c.out);
+  EXPECT_TRUE(l.contains("NoNewPrivs:\t1")) << c.out;
+  EXPECT_TRUE(l.contains("Seccomp:\t2")) << c.out;
+}
+
+TEST(Launcher, RlimitsAreApplied) {
+  const auto c = run_argv({"sh", "-c", "ulimit -n; ulimit -c; ulimit -t"});
+  EXPECT_EQ(c.out, "256\n0\n300\n");
+}
+
+TEST(Launcher, OwnSessionAndProcessGroup) {
+  // /proc/PID/stat fields 5 and 6: process group and session.
+  const auto c = run_argv({"sh", "-c", "echo $$ $(cut -d' ' -f5,6 /proc/$$/stat)"});
+  ASSERT_EQ(c.outcome.status, Status::exited);
+  std::istringstream in(c.out);
+  pid_t pid = 0, pgrp = 0, sid = 0;
+  in >> pid >> pgrp >> sid;
+  EXPECT_GT(pid, 0);
+  EXPECT_EQ(pgrp, pid);
+  EXPECT_EQ(sid, pid);
+}
+
+TEST(Launcher, AgentDescriptorsAreNotInherited) {
+  const int raw = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(raw, 0);
+  const int fd = ::fcntl(raw, F_DUPFD, 50);  // also without O_CLOEXEC
+  ::close(raw);
+  ASSERT_GE(fd, 50);
+  const auto c = run_argv({"ls", "/proc/self/fd"});
+  ::close(fd);
+  // ls itself holds the directory it lists, as fd 3.
+  EXPECT_EQ(lines(c.out), (std::set<std::string>{"0", "1", "2", "3"})) << c.out;
+}
+
+TEST(Launcher, ThrowingSinkIsAnErrorAndKillsTheStep) {
+  Spec spec;
+  spec.argv = {"sh", "-c", "echo x; sleep 100"};
+  auto r = run(spec, compile_or_die("default"),
+               [](Stream, std::string_view) { throw std::runtime_error("audit spool full"); });
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("audit spool full"), std::string::npos);
+}
+
+TEST(Launcher, ReportsResourceUsage) {
+  const auto c = run_argv({"head", "-c", "10", "/dev/zero"});
+  EXPECT_GT(c.outcome.max_rss_kb, 0u);
+}
+
+TEST(Launcher, ExitStatusContract) {
+  Outcome o;
+  o.status = Status::exited;
+  o.exit_code = 3;
+  EXPECT_EQ(exit_status(o), 3);
+  o.status = Status::signaled;
+  o.signal = SIGTERM;
+  EXPECT_EQ(exit_status(o), 128 + SIGTERM);
+  o.status = Status::timed_out;
+  EXPECT_EQ(exit_status(o), 124);
+  o.status = Status::cancelled;
+  o.signal = 0;
+  EXPECT_EQ(exit_status(o), 128 + SIGKILL);
+  o.status = Status::setup_failed;
+  EXPECT_EQ(exit_status(o), 125);
+  o.status = Status::not_found;
+  EXPECT_EQ(exit_status(o), 127);
+}
+
+TEST(Launcher, StrictProfileRunsTheProgramButNoChildren) {
+  const auto c = run_argv({"sh", "-c", "echo start; /bin/true && echo forked"}, "strict");
+  EXPECT_EQ(c.outcome.status, Status::exited);
+  EXPECT_NE(c.out.find("start"), std::string::npos);
+  EXPECT_EQ(c.out.find("forked"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace delegate::sandbox

@@ -1,0 +1,171 @@
+// delegate-syscall-prober NAME: attempts one syscall so that, even where it is allowed,
+// nothing happens (invalid arguments, nonexistent paths, pids or fds), then prints
+// "NAME errno=<N>" (0 = the call succeeded) and exits 0. Exit 2 for an unknown NAME.
+// The sandbox tests compare the errno inside each seccomp profile against EPERM.
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <string>
+
+namespace {
+
+constexpr const char* kMissing = "/nonexistent/delegate-prober";
+constexpr long kNoSuchPid = 0x3ffffff0;  // above pid_max's ceiling (4194304)
+
+long raw(long r) { return r < 0 ? errno : 0; }
+
+long open_socket(int family, int type) {
+  const int fd = ::socket(family, type, 0);
+  if (fd < 0) return errno;
+  ::close(fd);
+  return 0;
+}
+
+long forked(long r) {
+  if (r < 0) return errno;
+  if (r == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(static_cast<pid_t>(r), &status, 0);
+  return 0;
+}
+
+long try_personality(unsigned long persona) {
+  const int r = ::personality(persona);
+  return r == -1 ? errno : 0;
+}
+
+const std::map<std::string, std::function<long()>>& probes() {
+  static const std::map<std::string, std::function<long()>> table = {
+      {"getpid", [] { return raw(::syscall(SYS_getpid)); }},
+      {"ptrace", [] { return raw(::syscall(SYS_ptrace, 12 /*PTRACE_GETREGS*/, kNoSuchPid, 0, 0)); }},
+      {"process_vm_readv", [] {
+         char b;
+         iovec l{&b, 1}, r{&b, 1};
+         return raw(::syscall(SYS_process_vm_readv, kNoSuchPid, &l, 1, &r, 1, 0));
+       }},
+      {"kcmp", [] { return raw(::syscall(SYS_kcmp, kNoSuchPid, kNoSuchPid, 0, 0, 0)); }},
+      {"mount", [] { return raw(::mount("none", kMissing, "tmpfs", 0, nullptr)); }},
+      {"umount2", [] { return raw(::umount2(kMissing, 0)); }},
+      {"pivot_root", [] { return raw(::syscall(SYS_pivot_root, kMissing, kMissing)); }},
+      {"chroot", [] { return raw(::chroot(kMissing)); }},
+      {"fsopen", [] { return raw(::syscall(SYS_fsopen, "delegate-no-such-fs", 0)); }},
+      {"open_tree", [] { return raw(::syscall(SYS_open_tree, -1, kMissing, 0)); }},
+      {"unshare", [] { return raw(::unshare(0)); }},  // no flags: a no-op if allowed
+      {"setns", [] { return raw(::setns(-1, 0)); }},
+      {"keyctl", [] { return raw(::syscall(SYS_keyctl, 0xffff, 0, 0, 0, 0)); }},
+      {"add_key", [] { return raw(::syscall(SYS_add_key, "", "", nullptr, 0, 0)); }},
+      {"bpf", [] { return raw(::syscall(SYS_bpf, -1, nullptr, 0)); }},
+      // Flags outside KEXEC_FLAGS and KEXEC_ARCH_MASK: EINVAL before anything is loaded.
+      {"kexec_load", [] { return raw(::syscall(SYS_kexec_load, 0, 0, nullptr, 0x4000ul)); }},
+      {"init_module", [] { return raw(::syscall(SYS_init_module, nullptr, 0, "")); }},
+      {"delete_module", [] { return raw(::syscall(SYS_delete_module, "delegate_no_such_module", 0)); }},
+      {"reboot", [] { return raw(::syscall(SYS_reboot, 0, 0, 0, nullptr)); }},  // bad magic
+      {"swapon", [] { return raw(::syscall(SYS_swapon, kMissing, 0)); }},
+      {"acct", [] { return raw(::syscall(SYS_acct, kMissing)); }},
+      {"clock_settime", [] {
+         timespec ts{};
+         return raw(::syscall(SYS_clock_settime, CLOCK_MONOTONIC, &ts));  // never settable
+       }},
+      {"syslog", [] { return raw(::syscall(SYS_syslog, 10 /*SIZE_BUFFER*/, nullptr, 0)); }},
+      {"iopl", [] { return raw(::syscall(SYS_iopl, 0)); }},
+      {"userfaultfd", [] { return raw(::syscall(SYS_userfaultfd, 0xffffffff)); }},
+      {"perf_event_open", [] { return raw(::syscall(SYS_perf_event_open, nullptr, 0, -1, -1, 0)); }},
+      {"io_uring_setup", [] { return raw(::syscall(SYS_io_uring_setup, 0, nullptr)); }},
+      {"open_by_handle_at", [] { return raw(::syscall(SYS_open_by_handle_at, -1, nullptr, 0)); }},
+      {"pidfd_getfd", [] { return raw(::syscall(SYS_pidfd_getfd, -1, 0, 0)); }},
+      {"lookup_dcookie", [] { return raw(::syscall(SYS_lookup_dcookie, 0, nullptr, 0)); }},
+      {"_sysctl", [] { return raw(::syscall(SYS__sysctl, nullptr)); }},
+      {"tiocsti", [] {
+         char c = 'x';
+         return raw(::syscall(SYS_ioctl, -1, TIOCSTI, &c));
+       }},
+      // The kernel truncates the request to 32 bits; the filter must too.
+      {"tiocsti_highbits", [] {
+         char c = 'x';
+         return raw(::syscall(SYS_ioctl, -1, 0x100000000ul | TIOCSTI, &c));
+       }},
+      {"ioctl_other", [] { return raw(::syscall(SYS_ioctl, -1, TCGETS, nullptr)); }},
+      {"socket_unix", [] { return open_socket(AF_UNIX, SOCK_STREAM); }},
+      {"socket_inet", [] { return open_socket(AF_INET, SOCK_STREAM); }},
+      {"socket_inet6", [] { return open_socket(AF_INET6, SOCK_DGRAM); }},
+      {"socket_netlink", [] { return open_socket(AF_NETLINK, SOCK_RAW); }},
+      {"socket_packet", [] { return open_socket(AF_PACKET, SOCK_DGRAM); }},
+      // CLONE_FS with a new user/mount namespace is EINVAL, so an allowed call creates nothing.
+      {"clone_newuser", [] { return raw(::syscall(SYS_clone, CLONE_NEWUSER | CLONE_FS | SIGCHLD, 0, 0, 0, 0)); }},
+      {"clone_newns", [] { return raw(::syscall(SYS_clone, CLONE_NEWNS | CLONE_FS | SIGCHLD, 0, 0, 0, 0)); }},
+      {"clone3", [] { return raw(::syscall(SYS_clone3, nullptr, 0)); }},
+      {"clone_plain", [] { return forked(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)); }},
+      {"fork", [] { return forked(::fork()); }},
+      {"personality_query", [] { return try_personality(0xffffffff); }},
+      {"personality_linux", [] { return try_personality(PER_LINUX); }},
+      {"personality_linux32", [] { return try_personality(PER_LINUX32); }},
+      {"personality_uname26", [] { return try_personality(UNAME26); }},
+      {"personality_no_randomize", [] { return try_personality(ADDR_NO_RANDOMIZE); }},
+      {"personality_read_implies_exec", [] { return try_personality(READ_IMPLIES_EXEC); }},
+      // Address-space limit check: 256 MiB of untouched anonymous memory.
+      {"mmap_256m", [] {
+         void* p = ::mmap(nullptr, 256ul << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+         return p == MAP_FAILED ? static_cast<long>(errno) : 0l;
+       }},
+#if defined(__x86_64__)
+      // i386 getpid through the 32-bit entry point: a foreign architecture for the filter.
+      {"int80_getpid", [] {
+         long ret = 20;
+         asm volatile("int $0x80" : "+a"(ret) : : "memory");
+         return ret < 0 ? -ret : 0;
+       }},
+      // x32 ABI getpid: same audit arch as x86_64 but a different syscall table; must not
+      // slip past rules written for x86_64 numbers.
+      {"x32_getpid", [] { return raw(::syscall(0x40000000l | SYS_getpid)); }},
+#endif
+      {"personality_highbits", [] { return raw(::syscall(SYS_personality, 0x100000000ul)); }},
+  };
+  return table;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: delegate-syscall-prober NAME | --list\n");
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--list") {
+    for (const auto& [n, _] : probes()) std::printf("%s\n", n.c_str());
+    return 0;
+  }
+  // "personality=0xVALUE": the raw 64-bit argument, for the allow-list edge cases.
+  if (name.starts_with("personality=")) {
+    const unsigned long v = std::strtoul(name.c_str() + 12, nullptr, 0);
+    std::printf("%s errno=%ld\n", name.c_str(), raw(::syscall(SYS_personality, v)));
+    return 0;
+  }
+  const auto it = probes().find(name);
+  if (it == probes().end()) {
+    std::fprintf(stderr, "unknown probe %s\n", name.c_str());
+    return 2;
+  }
+  errno = 0;
+  const long err = it->second();
+  std::printf("%s errno=%ld\n", name.c_str(), err);
+  return 0;
+}
