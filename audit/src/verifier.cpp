@@ -1,1 +1,249 @@
-// placeholder until implemented
+#include <delegate/audit/verifier.hpp>
+
+#include <set>
+#include <string>
+
+#include <delegate/common/time.hpp>
+
+#include "record_time.hpp"
+
+namespace delegate::audit {
+namespace {
+
+RecordFault make_fault(Fault f, std::uint64_t seq, std::string detail) {
+  return RecordFault{f, seq, std::move(detail)};
+}
+
+bool is_agent_stream_kind(Kind k) {
+  switch (k) {
+    case Kind::checkpoint:
+    case Kind::agent_start:
+    case Kind::agent_stop:
+      return true;
+    case Kind::job_received:
+    case Kind::authz_decision:
+    case Kind::step_start:
+    case Kind::output:
+    case Kind::step_end:
+    case Kind::job_end:
+      return false;
+  }
+  return false;
+}
+
+// Reads one line of at most kMaxRecordBytes; longer lines are consumed but flagged, so
+// a hostile file cannot make the verifier buffer gigabytes. Returns false at end of input.
+bool read_bounded_line(std::istream& in, std::string& line, bool& too_long) {
+  line.clear();
+  too_long = false;
+  std::streambuf* sb = in.rdbuf();
+  if (sb == nullptr) return false;
+  bool any = false;
+  for (;;) {
+    const int c = sb->sbumpc();
+    if (c == std::char_traits<char>::eof()) {
+      in.setstate(std::ios::eofbit);
+      return any;
+    }
+    any = true;
+    if (c == '\n') break;
+    if (line.size() < kMaxRecordBytes + 1) {
+      line.push_back(static_cast<char>(c));
+    } else {
+      too_long = true;
+    }
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return true;
+}
+
+bool is_blank(const std::string& s) {
+  return s.find_first_not_of(" \t\r") == std::string::npos;
+}
+
+}  // namespace
+
+std::string_view to_string(Fault f) {
+  switch (f) {
+    case Fault::malformed: return "malformed";
+    case Fault::bad_version: return "bad_version";
+    case Fault::bad_hash: return "bad_hash";
+    case Fault::bad_signature: return "bad_signature";
+    case Fault::broken_chain: return "broken_chain";
+    case Fault::gap: return "gap";
+    case Fault::duplicate: return "duplicate";
+    case Fault::reordered: return "reordered";
+    case Fault::foreign_record: return "foreign_record";
+    case Fault::time_backwards: return "time_backwards";
+    case Fault::truncated: return "truncated";
+    case Fault::count_mismatch: return "count_mismatch";
+    case Fault::after_end: return "after_end";
+  }
+  return "unknown";
+}
+
+std::optional<RecordFault> check_record(const Record& r, const Ed25519PublicKey& key,
+                                        std::uint64_t expected_seq, const std::string& expected_prev) {
+  if (r.v != kRecordVersion) {
+    return make_fault(Fault::bad_version, r.seq, "record version " + std::to_string(r.v) + ", expected 1");
+  }
+  if (r.seq != expected_seq) {
+    const std::string where = "seq " + std::to_string(r.seq) + ", expected " + std::to_string(expected_seq);
+    if (r.seq > expected_seq) return make_fault(Fault::gap, r.seq, where);
+    // The immediately preceding seq again is a repeat; anything older is out of order.
+    if (r.seq + 1 == expected_seq) return make_fault(Fault::duplicate, r.seq, where);
+    return make_fault(Fault::reordered, r.seq, where);
+  }
+  if (r.prev != expected_prev) {
+    return make_fault(Fault::broken_chain, r.seq,
+                      r.seq == 0 ? "prev is not the genesis value for this agent and job"
+                                 : "prev does not match the hash of seq " + std::to_string(r.seq - 1));
+  }
+  auto h = compute_hash(r);
+  if (!h) return make_fault(Fault::malformed, r.seq, h.error().message);
+  if (hex_encode(*h) != r.hash) return make_fault(Fault::bad_hash, r.seq, "hash does not match the record content");
+  auto sig = base64url_decode(r.sig);
+  if (!sig || sig->size() != 64) return make_fault(Fault::bad_signature, r.seq, "signature is not 64 bytes of base64url");
+  if (!ed25519_verify(key, *h, *sig)) {
+    return make_fault(Fault::bad_signature, r.seq, "signature does not verify under the pinned key");
+  }
+  return std::nullopt;
+}
+
+std::optional<RecordFault> ChainVerifier::push(const Record& r) {
+  try {
+    if (count_ == 0) {
+      agent_ = r.agent;
+      job_ = r.job;
+      prev_ = genesis_prev(agent_, job_);
+    } else if (r.agent != agent_) {
+      return make_fault(Fault::foreign_record, r.seq, "record of agent \"" + r.agent.substr(0, 64) + "\" in a stream of agent \"" + agent_ + "\"");
+    } else if (r.job != job_) {
+      return make_fault(Fault::foreign_record, r.seq, "record of job \"" + r.job.substr(0, 64) + "\" in the stream of job \"" + job_ + "\"");
+    }
+    if (ended_) {
+      return make_fault(Fault::after_end, r.seq, "record after job.end at seq " + std::to_string(count_ - 1));
+    }
+    if (auto f = check_record(r, key_, count_, prev_)) return f;
+
+    // Only a correctly signed record gets here, so the remaining faults are the
+    // signer's own: a wrong clock, a wrong count, a kind in the wrong stream.
+    const bool agent_stream = job_ == kAgentStreamJob;
+    if (is_agent_stream_kind(r.kind) != agent_stream) {
+      return make_fault(Fault::malformed, r.seq,
+                        "kind " + std::string(to_string(r.kind)) + " does not belong in " +
+                            (agent_stream ? "the agent stream" : "a job stream"));
+    }
+    auto ts = detail::parse_record_ts(r.ts);
+    if (!ts) return make_fault(Fault::malformed, r.seq, "ts is not an RFC 3339 date-time between 1970 and 2200");
+    if (count_ > 0) {
+      auto last = detail::parse_record_ts(last_ts_);
+      if (last && *ts < *last) {
+        return make_fault(Fault::time_backwards, r.seq, "ts " + r.ts + " is before " + last_ts_);
+      }
+    }
+    if (r.kind == Kind::job_end) {
+      const std::uint64_t total = count_ + 1;
+      auto it = r.data.find("records");
+      if (it == r.data.end() || !it->is_number_integer() || *it != Json(total)) {
+        return make_fault(Fault::count_mismatch, r.seq,
+                          "job.end records " + (it == r.data.end() ? std::string("missing") : it->dump()) +
+                              ", stream has " + std::to_string(total));
+      }
+      ended_ = true;
+    }
+    ++count_;
+    prev_ = r.hash;
+    last_ts_ = r.ts;
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return make_fault(Fault::malformed, r.seq, std::string("record rejected: ") + e.what());
+  }
+}
+
+std::optional<RecordFault> ChainVerifier::finish(bool allow_incomplete) const {
+  if (allow_incomplete || ended_) return std::nullopt;
+  if (count_ == 0) return make_fault(Fault::truncated, 0, "no records");
+  // The agent stream never ends; its own truncation is caught by the next checkpoint
+  // or agent.start that references it.
+  if (job_ == kAgentStreamJob) return std::nullopt;
+  return make_fault(Fault::truncated, count_ - 1,
+                    "stream ends at seq " + std::to_string(count_ - 1) + " without job.end");
+}
+
+std::vector<JobVerdict> verify_stream(std::istream& in, const Ed25519PublicKey& key,
+                                      const VerifyOptions& options) {
+  std::vector<JobVerdict> out;
+  std::optional<ChainVerifier> cur;
+  std::set<std::string> finished_jobs;
+  std::string agent;
+
+  auto report = [&](const std::string& job, RecordFault f) {
+    const std::uint64_t done = cur && cur->job() == job ? cur->count() : 0;
+    out.push_back(JobVerdict{job.empty() ? std::string("unknown") : job.substr(0, 128), done, std::move(f)});
+    return out;
+  };
+  // Closes the current job; false if it was incomplete.
+  auto close_current = [&]() {
+    if (!cur) return true;
+    auto f = cur->finish(options.allow_incomplete);
+    out.push_back(JobVerdict{cur->job(), cur->count(), f});
+    finished_jobs.insert(cur->job());
+    cur.reset();
+    return !f.has_value();
+  };
+
+  try {
+    std::string line;
+    bool too_long = false;
+    while (read_bounded_line(in, line, too_long)) {
+      if (!too_long && is_blank(line)) continue;
+      // Until a line parses, attribute problems to the job being read, at the next seq.
+      std::string job_hint = cur ? cur->job() : std::string();
+      std::uint64_t seq_hint = cur ? cur->count() : 0;
+      if (too_long) {
+        return report(job_hint, make_fault(Fault::malformed, seq_hint,
+                                           "line longer than " + std::to_string(kMaxRecordBytes) + " bytes"));
+      }
+      auto j = parse_json_strict(line, JsonLimits{.max_bytes = kMaxRecordBytes, .max_depth = 32});
+      if (!j) return report(job_hint, make_fault(Fault::malformed, seq_hint, j.error().message));
+      if (j->is_object()) {
+        if (auto it = j->find("job"); it != j->end() && it->is_string()) job_hint = it->get<std::string>();
+        if (auto it = j->find("seq"); it != j->end() && it->is_number_unsigned()) seq_hint = it->get<std::uint64_t>();
+        // Checked before the member validation so that a future format is reported as
+        // such rather than as garbage.
+        if (auto it = j->find("v"); it != j->end() && it->is_number() && *it != Json(kRecordVersion)) {
+          return report(job_hint, make_fault(Fault::bad_version, seq_hint, "record version " + it->dump() + ", expected 1"));
+        }
+      }
+      auto r = record_from_json(*j);
+      if (!r) return report(job_hint, make_fault(Fault::malformed, seq_hint, r.error().message));
+
+      // A different job starts a new stream only where one may start: after the current
+      // one is complete, or at a seq 0. Otherwise it is a record spliced into this stream.
+      if (cur && r->job != cur->job()) {
+        const bool complete = !cur->finish(/*allow_incomplete=*/false).has_value();
+        if ((complete || r->seq == 0) && !close_current()) return out;
+      }
+      if (!cur) {
+        if (finished_jobs.contains(r->job)) {
+          return report(r->job, make_fault(Fault::duplicate, r->seq, "job appears twice in the input"));
+        }
+        if (!agent.empty() && r->agent != agent) {
+          return report(r->job, make_fault(Fault::foreign_record, r->seq,
+                                           "record of agent \"" + r->agent.substr(0, 64) + "\" in a log of agent \"" + agent + "\""));
+        }
+        agent = r->agent;
+        cur.emplace(key);
+      }
+      if (auto f = cur->push(*r)) return report(cur->job().empty() ? r->job : cur->job(), std::move(*f));
+    }
+    close_current();
+  } catch (const std::exception& e) {
+    out.push_back(JobVerdict{cur ? cur->job() : std::string("unknown"), cur ? cur->count() : 0,
+                             make_fault(Fault::malformed, cur ? cur->count() : 0, std::string("read failed: ") + e.what())});
+  }
+  return out;
+}
+
+}  // namespace delegate::audit
