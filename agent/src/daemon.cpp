@@ -161,8 +161,9 @@ void Daemon::start_job(Json raw) {
     log::warn("agent", "job " + job->id + " is already running here; duplicate lease ignored");
     return;
   }
-  running_[job->id] = control;
-  job_threads_.insert_or_assign(job->id, std::jthread([this, raw = std::move(raw), job = std::move(*job), control](std::stop_token) mutable {
+  const std::string id = job->id;  // *job is moved into the thread below
+  running_[id] = control;
+  job_threads_.insert_or_assign(id, std::jthread([this, raw = std::move(raw), job = std::move(*job), control](std::stop_token) mutable {
     job_thread(std::move(raw), std::move(job), std::move(control));
   }));
 }

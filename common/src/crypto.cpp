@@ -5,6 +5,10 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdlib>
 #include <cstdio>
@@ -85,7 +89,19 @@ Result<Ed25519PrivateKey> Ed25519PrivateKey::load_or_create(const std::filesyste
   if (std::filesystem::exists(file, ec)) return load(file);
   auto key = generate();
   if (!key) return key;
-  if (auto r = key->save(file); !r) return std::unexpected(r.error());
+  // Two processes may race to create the identity (e.g. `identity` while the daemon
+  // starts): write a private temporary file, then link() it into place, which fails if
+  // the other won; the loser loads the winner's key so both agree.
+  auto tmp = file;
+  tmp += ".new." + hex_encode(random_bytes(6));
+  if (auto r = key->save(tmp); !r) return std::unexpected(r.error());
+  int rc = ::link(tmp.c_str(), file.c_str());
+  int err = errno;
+  std::filesystem::remove(tmp, ec);
+  if (rc != 0) {
+    if (err == EEXIST) return load(file);
+    return fail(Errc::io, "cannot create identity key " + file.string() + ": " + std::strerror(err));
+  }
   return key;
 }
 

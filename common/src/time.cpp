@@ -40,6 +40,8 @@ Result<TimePoint> parse_rfc3339(std::string_view s) {
     return bad();
   }
   if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return bad();
+  // system_clock counts nanoseconds in 64 bits: only 1678..2261 is representable.
+  if (Y < 1678 || Y > 2261) return fail(Errc::parse, "date-time out of the supported range (years 1678-2261)");
   std::size_t pos = 19;
   long long nanos = 0;
   if (pos < s.size() && s[pos] == '.') {

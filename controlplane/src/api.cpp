@@ -119,8 +119,10 @@ Json agent_json(const AgentRow& a) {
 }
 
 Json job_for_agent(const JobRow& j) {
-  return Json{{"id", j.id},           {"runbook", j.runbook},     {"params", j.params},
-              {"incident", j.incident}, {"timeout_s", j.timeout_s}, {"authorization", j.authorization}};
+  Json job{{"id", j.id}, {"runbook", j.runbook}, {"params", j.params}, {"incident", j.incident}, {"timeout_s", j.timeout_s}};
+  // A job submitted without a credential reaches the agent without one (no_authorization).
+  if (j.authorization.is_object()) job["authorization"] = j.authorization;
+  return job;
 }
 
 Json job_for_admin(const JobRow& j) {
@@ -155,7 +157,8 @@ Response json_response(http::status status, const Json& body, unsigned version) 
   Response res{status, version};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
-  res.body() = body.dump();
+  // Error messages may quote client bytes; never let invalid UTF-8 turn into a 500.
+  res.body() = body.dump(-1, ' ', false, Json::error_handler_t::replace);
   res.prepare_payload();
   return res;
 }
@@ -408,8 +411,6 @@ Response Api::create_job(const Request& req) {
   if (auto it = body->find("authorization"); it != body->end()) {
     if (!it->is_object()) return error_response(http::status::bad_request, "\"authorization\" must be an object");
     j.authorization = *it;
-  } else {
-    j.authorization = Json::object();
   }
   if (auto it = body->find("incident"); it != body->end()) {
     if (!it->is_string() || !is_printable(it->get<std::string>(), 256)) {
