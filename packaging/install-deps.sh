@@ -10,7 +10,7 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libseccomp-dev libsqlite3-dev sqlite3
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  curl python3 bubblewrap
+  curl python3 bubblewrap clang-16 libfuzzer-16-dev libclang-rt-16-dev
 )
 
 missing=()

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The demo itself, on already-built binaries: examples/demo-run.sh BUILD_DIR
+set -euo pipefail
+BUILD="$(cd "$1" && pwd)"
+AGENT="$BUILD/agent/delegate-agent"
+CP="$BUILD/controlplane/delegate-controlplane"
+AUDIT="$BUILD/audit/delegate-audit"
+RUN="$(mktemp -d /tmp/delegate-demo-XXXXXX)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$RUN"
+}
+trap cleanup EXIT
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+say "Initialising a development control plane in $RUN/cp (dev CA, server cert, tokens, agent config)"
+"$CP" init --dir "$RUN/cp" --listen "127.0.0.1:$PORT"
+"$CP" serve --dir "$RUN/cp" >"$RUN/controlplane.log" 2>&1 &
+PIDS+=($!)
+URL="https://127.0.0.1:$PORT"
+for _ in $(seq 100); do curl -sf --cacert "$RUN/cp/ca.pem" "$URL/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf --cacert "$RUN/cp/ca.pem" "$URL/healthz" >/dev/null || { echo "control plane did not start"; cat "$RUN/controlplane.log"; exit 1; }
+echo "control plane: $URL (TLS 1.3 only)"
+
+CFG="$RUN/cp/agent.yaml"
+say "Creating an API key for the on-call SRE (shown once; the agent stores only a salted hash)"
+KEY=$("$AGENT" api-key create --config "$CFG" --id sre-oncall-alice --scope runbooks:execute --role sre-oncall)
+echo "key: ${KEY:0:20}… (hidden)"
+"$AGENT" api-key list --config "$CFG"
+
+say "Starting the agent (it generates its Ed25519 identity and registers)"
+PUB=$("$AGENT" identity --config "$CFG")
+echo "agent public key: $PUB"
+"$AGENT" run --config "$CFG" >"$RUN/agent.log" 2>&1 &
+AGENT_PID=$!
+PIDS+=($AGENT_PID)
+
+ADMIN=$(cat "$RUN/cp/admin.token")
+api() { curl -sf --cacert "$RUN/cp/ca.pem" -H "Authorization: Bearer $ADMIN" "$@"; }
+submit() { api -d "$1" "$URL/v1/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])'; }
+wait_final() {
+  for _ in $(seq 600); do
+    s=$(api "$URL/v1/jobs/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+    case "$s" in queued|running) sleep 0.1 ;; *) echo "$s"; return 0 ;; esac
+  done
+  echo "timeout"; return 1
+}
+show_log() {
+  python3 - "$1" <<'PY'
+import base64, json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    d = r["data"]; k = r["kind"]
+    head = f'  #{r["seq"]:<3} {r["ts"]}  {k:<15}'
+    if k == "job.received":
+        print(head, f'runbook={d["runbook"]} params={json.dumps(d["params"])} incident={d["incident"]}')
+    elif k == "authz.decision":
+        extra = f'reason={d["reason"]} ({d.get("detail","")})' if d["decision"] == "deny" else f'subject={d["subject"]} scopes={d["scopes"]} roles={d["roles"]}'
+        print(head, d["decision"].upper(), extra)
+    elif k == "step.start":
+        print(head, f'{d["step"]}: {" ".join(d.get("argv", []))}')
+    elif k == "output":
+        text = base64.b64decode(d["b64"]).decode("utf-8", "replace").rstrip("\n")
+        print(head, f'[{d["step"]} {d["stream"]}]')
+        for l in text.splitlines()[:8]:
+            print("        |", l)
+        if len(text.splitlines()) > 8:
+            print("        | …")
+    elif k == "step.end":
+        print(head, f'{d["step"]}: {d["status"]} exit={d.get("exit_code")} {d.get("duration_ms")} ms')
+    elif k == "job.end":
+        print(head, f'status={d["status"]} records={d["records"]}')
+    else:
+        print(head, json.dumps(d))
+PY
+}
+
+say "Submitting incident IR-1234: run the host-diagnostics runbook with Alice's API key"
+JOB=$(submit "{\"runbook\":\"host-diagnostics\",\"params\":{\"detail\":\"basic\"},\"incident\":\"IR-1234\",\"authorization\":{\"type\":\"api_key\",\"key\":\"$KEY\"}}")
+echo "job: $JOB"
+STATUS=$(wait_final "$JOB")
+echo "status: $STATUS"
+api "$URL/v1/jobs/$JOB/records" >"$RUN/$JOB.jsonl"
+
+say "The job's signed, hash-chained audit log (exported from the control plane)"
+show_log "$RUN/$JOB.jsonl"
+
+say "Verifying the export offline with delegate-audit, pinned to the agent's public key"
+"$AUDIT" verify --public-key "$PUB" "$RUN/$JOB.jsonl"
+
+say "A job with a wrong API key is denied by the agent itself, and audited"
+BAD=$(submit "{\"runbook\":\"host-diagnostics\",\"incident\":\"IR-1234\",\"authorization\":{\"type\":\"api_key\",\"key\":\"dlg.sre-oncall-alice.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}}")
+BAD_STATUS=$(wait_final "$BAD")
+echo "job: $BAD status: $BAD_STATUS"
+api "$URL/v1/jobs/$BAD/records" >"$RUN/$BAD.jsonl"
+show_log "$RUN/$BAD.jsonl"
+"$AUDIT" verify --public-key "$PUB" "$RUN/$BAD.jsonl"
+
+say "Tampering with the export (changing the runbook name) is detected"
+sed 's/"runbook":"host-diagnostics"/"runbook":"host-diagnostic5"/' "$RUN/$JOB.jsonl" >"$RUN/tampered.jsonl"
+if "$AUDIT" verify --public-key "$PUB" "$RUN/tampered.jsonl"; then echo "tampering NOT detected"; exit 1; fi
+
+say "Stopping the agent (SIGTERM: finish, flush records, exit 0) and the control plane"
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID"
+echo "agent exited with status $?"
+tail -n 3 "$RUN/agent.log"
+
+[ "$STATUS" = "succeeded" ] && [ "$BAD_STATUS" = "denied" ] || { echo "demo FAILED"; exit 1; }
+say "Demo complete"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite:
+#   1. libFuzzer targets (clang), each run briefly on its seed corpus;
+#   2. unit + integration tests under AddressSanitizer and UndefinedBehaviorSanitizer;
+#   3. unit + integration tests on the regular build (its ctest summary closes the output).
+# Exits non-zero on any failure. DELEGATE_FUZZ_SECONDS sets the per-target fuzz time.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash packaging/install-deps.sh
+
+JOBS=2
+FUZZ_SECONDS="${DELEGATE_FUZZ_SECONDS:-20}"
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "fuzz: build (clang-16, libFuzzer + ASan/UBSan)"
+CXX=clang++-16 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDELEGATE_FUZZ=ON \
+  -DDELEGATE_BUILD_TESTS=OFF >/dev/null
+FUZZERS=(job_parse_fuzz runbook_parse_fuzz record_parse_fuzz config_parse_fuzz)
+cmake --build build-fuzz -j"$JOBS" --target "${FUZZERS[@]}"
+for f in "${FUZZERS[@]}"; do
+  corpus="tests/fuzz/corpus/${f%_parse_fuzz}"
+  work="$(mktemp -d)"
+  cp -r "$corpus"/. "$work"/ 2>/dev/null || true
+  section "fuzz: $f for ${FUZZ_SECONDS}s"
+  "build-fuzz/tests/fuzz/$f" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -print_final_stats=1 "$work" 2>&1 | tail -n 4
+  rm -rf "$work"
+done
+
+section "tests under ASan + UBSan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDELEGATE_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$JOBS"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest -j"$JOBS" --output-on-failure --timeout 600)
+
+section "tests (regular build)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS"
+cd build && ctest -j"$JOBS" --output-on-failure --timeout 600
