@@ -3,6 +3,7 @@
 #include <delegate/audit/record.hpp>
 #include <delegate/audit/verifier.hpp>
 #include <delegate/common/encoding.hpp>
+#include <delegate/common/time.hpp>
 
 #include "sqlite.hpp"
 
@@ -320,6 +321,23 @@ Result<IngestResult> Store::ingest(const JobRow& job, const Ed25519PublicKey& ke
   std::int64_t next = cur.i64(0);
   std::string prev = cur.text(1);
   if (next == 0) prev = audit::genesis_prev(job.agent_id, job.id);
+  // What the chain rules beyond a single record need: the previous ts and whether the
+  // stream already ended.
+  std::string last_ts;
+  bool ended = false;
+  if (next > 0) {
+    sql::Stmt last(db_, "SELECT body FROM records WHERE job_id=? AND seq=?");
+    last.bind(1, job.id).bind(2, next - 1);
+    auto lr = last.step();
+    if (!lr) return std::unexpected(lr.error());
+    if (*lr) {
+      auto stored = audit::parse_record(last.text(0));
+      if (stored) {
+        last_ts = stored->ts;
+        ended = stored->kind == audit::Kind::job_end;
+      }
+    }
+  }
 
   auto invalid = [&](std::string msg) {
     out.status = IngestResult::Status::invalid;
@@ -353,6 +371,12 @@ Result<IngestResult> Store::ingest(const JobRow& job, const Ed25519PublicKey& ke
       return invalid("record seq=" + std::to_string(seq) + ": " + std::string(audit::to_string(fault->fault)) +
                      (fault->detail.empty() ? "" : ": " + fault->detail));
     }
+    if (ended) return invalid("record seq=" + std::to_string(seq) + " follows job.end");
+    if (!last_ts.empty() && parse_rfc3339(rec->ts).value_or(TimePoint{}) < parse_rfc3339(last_ts).value_or(TimePoint{})) {
+      return invalid("record seq=" + std::to_string(seq) + ": timestamp goes backwards");
+    }
+    last_ts = rec->ts;
+    ended = rec->kind == audit::Kind::job_end;
     sql::Stmt ins(db_, "INSERT INTO records (job_id, seq, hash, body) VALUES (?,?,?,?)");
     ins.bind(1, job.id).bind(2, seq).bind(3, rec->hash).bind(4, audit::serialize(*rec));
     if (auto r = ins.run(); !r) return std::unexpected(r.error());

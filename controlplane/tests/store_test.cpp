@@ -1,0 +1,213 @@
+// The control plane's store on real SQLite files: registration, leasing, record ingest.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <delegate/audit/chain.hpp>
+#include <delegate/common/encoding.hpp>
+#include <delegate/controlplane/store.hpp>
+
+namespace delegate::controlplane {
+namespace {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/delegate-store-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto s = Store::open(dir_ / "cp.db");
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  AgentRow register_agent(const Ed25519PrivateKey& key, Json tags = Json::array({"prod"})) {
+    AgentRow a;
+    a.name = "web-01";
+    a.hostname = "web-01.example";
+    a.tags = std::move(tags);
+    a.version = "test";
+    a.public_key = base64_encode(key.public_key());
+    auto r = store_->register_agent(a, "tokenhash-" + a.public_key, 1000);
+    EXPECT_TRUE(r) << r.error().message;
+    return *r;
+  }
+
+  JobRow leased_job(const AgentRow& agent) {
+    NewJob j;
+    j.runbook = "host-diagnostics";
+    auto id = store_->create_job(j, 1000);
+    EXPECT_TRUE(id);
+    auto leased = store_->acquire(agent, 1000, 30000);
+    EXPECT_TRUE(leased && *leased);
+    return **leased;
+  }
+
+  static Json batch(const std::vector<audit::Record>& recs) {
+    Json a = Json::array();
+    for (const auto& r : recs) a.push_back(audit::to_json(r));
+    return a;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  FixedClock clock_{TimePoint{} + std::chrono::hours(24 * 365 * 57)};
+};
+
+TEST_F(StoreTest, SamePublicKeyRegistersAsTheSameAgentAndReplacesItsToken) {
+  auto key = Ed25519PrivateKey::generate();
+  ASSERT_TRUE(key);
+  auto first = register_agent(*key);
+  AgentRow again = first;
+  auto second = store_->register_agent(again, "new-hash", 2000);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->id, first.id);
+  EXPECT_FALSE(store_->agent_by_token_hash("tokenhash-" + first.public_key).value().has_value());
+  EXPECT_TRUE(store_->agent_by_token_hash("new-hash").value().has_value());
+  auto other = Ed25519PrivateKey::generate();
+  EXPECT_NE(register_agent(*other).id, first.id);
+}
+
+TEST_F(StoreTest, AcquireHonoursSelectorTagsAndLeasesOnce) {
+  auto key = Ed25519PrivateKey::generate();
+  auto prod = register_agent(*key, Json::array({"prod", "eu"}));
+  NewJob wants_us;
+  wants_us.runbook = "a";
+  wants_us.selector_tags = Json::array({"us"});
+  NewJob wants_eu;
+  wants_eu.runbook = "b";
+  wants_eu.selector_tags = Json::array({"eu"});
+  ASSERT_TRUE(store_->create_job(wants_us, 1));
+  auto eu_id = store_->create_job(wants_eu, 2);
+  ASSERT_TRUE(eu_id);
+  auto got = store_->acquire(prod, 10, 1000);
+  ASSERT_TRUE(got && *got);
+  EXPECT_EQ((*got)->id, *eu_id);
+  EXPECT_EQ((*got)->status, "running");
+  auto none = store_->acquire(prod, 10, 1000);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(StoreTest, ExpiredLeaseRequeuesAJobThatSentNothingAndInterruptsOneThatStarted) {
+  auto key = Ed25519PrivateKey::generate();
+  auto agent = register_agent(*key);
+  auto quiet = leased_job(agent);
+  auto started = leased_job(agent);
+  audit::ChainWriter w(*key, clock_, agent.id, started.id);
+  auto rec = w.append(audit::Kind::job_received, Json{{"runbook", "x"}});
+  ASSERT_TRUE(rec);
+  ASSERT_EQ(store_->ingest(started, key->public_key(), batch({*rec}))->status, IngestResult::Status::ok);
+  // Heartbeats renew leases; without them, they expire.
+  ASSERT_TRUE(store_->heartbeat(agent.id, {quiet.id}, 20000, 30000));
+  EXPECT_EQ(*store_->expire_leases(40000), 0);
+  EXPECT_EQ(*store_->expire_leases(60000), 1);
+  EXPECT_EQ(store_->job(quiet.id).value()->status, "queued");
+  EXPECT_EQ(store_->job(started.id).value()->status, "interrupted");
+}
+
+TEST_F(StoreTest, IngestChecksChainSignatureAndIsIdempotentBySeq) {
+  auto key = Ed25519PrivateKey::generate();
+  auto agent = register_agent(*key);
+  auto job = leased_job(agent);
+  audit::ChainWriter w(*key, clock_, agent.id, job.id);
+  std::vector<audit::Record> recs;
+  for (int i = 0; i < 4; ++i) recs.push_back(*w.append(audit::Kind::output, Json{{"step", "s"}, {"stream", "stdout"}, {"b64", ""}}));
+
+  auto r = store_->ingest(job, key->public_key(), batch({recs[0], recs[1]}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, IngestResult::Status::ok);
+  EXPECT_EQ(r->acked_seq, 1);
+  // Re-sending is harmless.
+  r = store_->ingest(job, key->public_key(), batch({recs[0], recs[1]}));
+  EXPECT_EQ(r->status, IngestResult::Status::ok);
+  EXPECT_EQ(r->acked_seq, 1);
+  // A gap asks for the missing seq.
+  r = store_->ingest(job, key->public_key(), batch({recs[3]}));
+  EXPECT_EQ(r->status, IngestResult::Status::gap);
+  EXPECT_EQ(r->expected_seq, 2);
+  // A record signed by another key is refused, and nothing of its batch is kept.
+  auto evil = Ed25519PrivateKey::generate();
+  audit::Record forged = recs[2];
+  ASSERT_TRUE(audit::seal(forged, *evil));
+  r = store_->ingest(job, key->public_key(), batch({forged}));
+  EXPECT_EQ(r->status, IngestResult::Status::invalid);
+  // A different record under an already stored seq is refused.
+  audit::Record altered = recs[1];
+  altered.data["b64"] = "QQ==";
+  ASSERT_TRUE(audit::seal(altered, *key));
+  r = store_->ingest(job, key->public_key(), batch({altered}));
+  EXPECT_EQ(r->status, IngestResult::Status::invalid);
+  r = store_->ingest(job, key->public_key(), batch({recs[2], recs[3]}));
+  EXPECT_EQ(r->status, IngestResult::Status::ok);
+  EXPECT_EQ(r->acked_seq, 3);
+  auto stored = store_->records(job.id);
+  ASSERT_TRUE(stored);
+  ASSERT_EQ(stored->size(), 4u);
+  EXPECT_EQ((*stored)[2], audit::serialize(recs[2]));
+}
+
+TEST_F(StoreTest, IngestRefusesForeignRecordsBackwardsTimeAndRecordsAfterEnd) {
+  auto key = Ed25519PrivateKey::generate();
+  auto agent = register_agent(*key);
+  auto job = leased_job(agent);
+  auto other = leased_job(agent);
+  audit::ChainWriter foreign(*key, clock_, agent.id, other.id);
+  auto f = foreign.append(audit::Kind::job_received, Json::object());
+  EXPECT_EQ(store_->ingest(job, key->public_key(), batch({*f}))->status, IngestResult::Status::invalid);
+
+  FixedClock late(clock_.now() + std::chrono::hours(1));
+  audit::ChainWriter w(*key, late, agent.id, job.id);
+  auto first = w.append(audit::Kind::job_received, Json::object());
+  ASSERT_EQ(store_->ingest(job, key->public_key(), batch({*first}))->status, IngestResult::Status::ok);
+  // Re-seal a second record with an earlier timestamp.
+  auto second = w.append(audit::Kind::authz_decision, Json{{"decision", "allow"}});
+  audit::Record back = *second;
+  back.ts = "2020-01-01T00:00:00.000Z";
+  ASSERT_TRUE(audit::seal(back, *key));
+  EXPECT_EQ(store_->ingest(job, key->public_key(), batch({back}))->status, IngestResult::Status::invalid);
+  ASSERT_EQ(store_->ingest(job, key->public_key(), batch({*second}))->status, IngestResult::Status::ok);
+  auto end = w.append(audit::Kind::job_end, Json{{"status", "denied"}, {"records", 3}});
+  ASSERT_TRUE(end) << end.error().message;
+  ASSERT_EQ(store_->ingest(job, key->public_key(), batch({*end}))->status, IngestResult::Status::ok);
+  auto after = w.append(audit::Kind::output, Json{{"step", "s"}, {"stream", "stdout"}, {"b64", ""}});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(store_->ingest(job, key->public_key(), batch({*after}))->status, IngestResult::Status::invalid);
+}
+
+TEST_F(StoreTest, StateSurvivesReopening) {
+  auto key = Ed25519PrivateKey::generate();
+  auto agent = register_agent(*key);
+  auto job = leased_job(agent);
+  audit::ChainWriter w(*key, clock_, agent.id, job.id);
+  auto rec = w.append(audit::Kind::job_received, Json::object());
+  ASSERT_EQ(store_->ingest(job, key->public_key(), batch({*rec}))->status, IngestResult::Status::ok);
+  store_.reset();
+  auto reopened = Store::open(dir_ / "cp.db");
+  ASSERT_TRUE(reopened);
+  EXPECT_EQ((*reopened)->records(job.id)->size(), 1u);
+  EXPECT_EQ((*reopened)->job(job.id).value()->next_seq, 1);
+}
+
+TEST_F(StoreTest, CancelFlagsRunningJobsAndCancelsQueuedOnes) {
+  auto key = Ed25519PrivateKey::generate();
+  auto agent = register_agent(*key);
+  auto running = leased_job(agent);
+  NewJob q;
+  q.runbook = "x";
+  q.selector_tags = Json::array({"nowhere"});
+  auto queued = store_->create_job(q, 5);
+  EXPECT_TRUE(*store_->request_cancel(running.id, 10));
+  EXPECT_TRUE(*store_->request_cancel(*queued, 10));
+  EXPECT_EQ(store_->job(*queued).value()->status, "cancelled");
+  auto cancel = store_->heartbeat(agent.id, {running.id}, 20, 1000);
+  ASSERT_TRUE(cancel);
+  EXPECT_EQ(*cancel, std::vector<std::string>{running.id});
+  EXPECT_FALSE(*store_->request_cancel(*queued, 30));
+}
+
+}  // namespace
+}  // namespace delegate::controlplane
