@@ -34,7 +34,6 @@ class SeccompProgram {
 
  private:
   std::vector<sock_filter> filter_;
-  sock_fprog prog_{};
 };
 
 }  // namespace delegate::sandbox
