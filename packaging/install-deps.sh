@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package that delegate's build, tests and demo need.
+# Installs every Debian 12 package that delegate's build and demo need (with --test:
+# also what the test suite needs).
 # Idempotent: packages already present are left alone; apt-get runs only when
 # something is missing.
 set -euo pipefail
@@ -10,8 +11,13 @@ PKGS=(
   libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libseccomp-dev libsqlite3-dev sqlite3
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  curl python3 bubblewrap clang-16 libfuzzer-16-dev libclang-rt-16-dev
+  curl python3
 )
+# The test suite also needs clang-16 + libFuzzer for the fuzz targets, and bubblewrap
+# as the sandbox benchmark's reference.
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev bubblewrap)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -7,7 +7,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-bash packaging/install-deps.sh
+bash packaging/install-deps.sh --test
 
 JOBS=2
 FUZZ_SECONDS="${DELEGATE_FUZZ_SECONDS:-20}"

@@ -88,6 +88,7 @@ void Daemon::signal_loop(std::stop_token stop) {
       if (!stopping_.exchange(true)) {
         log::info("agent", std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ": stopping");
       }
+      { std::lock_guard lock(mu_); }  // see heartbeat stop: no lost wake-up
       cv_.notify_all();
     }
   }
@@ -317,7 +318,12 @@ int Daemon::run() {
   acquire_loop();
   shutdown();
   hb_abort_ = true;
-  heartbeat.request_stop();
+  {
+    // Under the lock, so the heartbeat thread cannot miss the stop between its
+    // predicate check and its wait.
+    std::lock_guard lock(mu_);
+    heartbeat.request_stop();
+  }
   cv_.notify_all();
   heartbeat.join();
   uploader_.set_drain_deadline(Clock_::now() + std::chrono::seconds(10));

@@ -133,7 +133,12 @@ bool Uploader::send_batch(CpClient& client, const std::string& job) {
 void Uploader::run(std::stop_token stop) {
   CpClient client(options_, &abort_);
   Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(30), seed());
-  std::stop_callback on_stop(stop, [this] { cv_.notify_all(); });
+  // Taking the lock before notifying closes the window between the waiter's predicate
+  // check and its wait; without it a stop could be missed and shutdown would hang.
+  std::stop_callback on_stop(stop, [this] {
+    { std::lock_guard lock(mu_); }
+    cv_.notify_all();
+  });
   for (;;) {
     std::vector<std::string> ready;
     {
