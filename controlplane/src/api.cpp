@@ -335,23 +335,34 @@ asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent
   co_return res;
 }
 
-Response Api::records(const Request& req, const AgentRow& agent, const std::string& job_id) {
+std::optional<Response> Api::agent_job_request(const Request& req, const AgentRow& agent, const std::string& job_id,
+                                               std::initializer_list<const char*> members, JobRow& job, Json& body) {
   if (!is_id(job_id)) return error_response(http::status::not_found, "no such job");
-  auto job = store_.job(job_id);
-  if (!job) return internal_error(job.error());
-  if (!*job || (*job)->agent_id != agent.id) return error_response(http::status::not_found, "no such job for this agent");
-  auto body = body_object(req);
-  if (!body) return error_response(http::status::bad_request, body.error().message);
-  if (auto r = only_members(*body, {"records"}); !r) return error_response(http::status::bad_request, r.error().message);
-  auto it = body->find("records");
-  if (it == body->end() || !it->is_array() || it->size() > kMaxRecordsPerBatch) {
+  auto found = store_.job(job_id);
+  if (!found) return internal_error(found.error());
+  // Another agent's job is indistinguishable from a missing one.
+  if (!*found || (*found)->agent_id != agent.id) return error_response(http::status::not_found, "no such job for this agent");
+  auto parsed = body_object(req);
+  if (!parsed) return error_response(http::status::bad_request, parsed.error().message);
+  if (auto r = only_members(*parsed, members); !r) return error_response(http::status::bad_request, r.error().message);
+  job = std::move(**found);
+  body = std::move(*parsed);
+  return std::nullopt;
+}
+
+Response Api::records(const Request& req, const AgentRow& agent, const std::string& job_id) {
+  JobRow job;
+  Json body;
+  if (auto err = agent_job_request(req, agent, job_id, {"records"}, job, body)) return std::move(*err);
+  auto it = body.find("records");
+  if (it == body.end() || !it->is_array() || it->size() > kMaxRecordsPerBatch) {
     return error_response(http::status::bad_request, "\"records\" must be an array of at most 1000 records");
   }
   auto raw_key = base64_decode(agent.public_key);
   if (!raw_key || raw_key->size() != 32) return internal_error(Error{Errc::internal, "stored agent key is invalid"});
   Ed25519PublicKey key{};
   std::copy(raw_key->begin(), raw_key->end(), key.begin());
-  auto result = store_.ingest(**job, key, *it);
+  auto result = store_.ingest(job, key, *it);
   if (!result) return internal_error(result.error());
   switch (result->status) {
     case IngestResult::Status::ok:
@@ -367,25 +378,21 @@ Response Api::records(const Request& req, const AgentRow& agent, const std::stri
 }
 
 Response Api::complete(const Request& req, const AgentRow& agent, const std::string& job_id) {
-  if (!is_id(job_id)) return error_response(http::status::not_found, "no such job");
-  auto job = store_.job(job_id);
-  if (!job) return internal_error(job.error());
-  if (!*job || (*job)->agent_id != agent.id) return error_response(http::status::not_found, "no such job for this agent");
-  auto body = body_object(req);
-  if (!body) return error_response(http::status::bad_request, body.error().message);
-  if (auto r = only_members(*body, {"status", "last_seq", "last_hash"}); !r) {
-    return error_response(http::status::bad_request, r.error().message);
+  JobRow job;
+  Json body;
+  if (auto err = agent_job_request(req, agent, job_id, {"status", "last_seq", "last_hash"}, job, body)) {
+    return std::move(*err);
   }
-  auto status = json_string(*body, "status");
-  auto last_seq = json_int(*body, "last_seq");
-  auto last_hash = json_string(*body, "last_hash");
+  auto status = json_string(body, "status");
+  auto last_seq = json_int(body, "last_seq");
+  auto last_hash = json_string(body, "last_hash");
   if (!status || !is_final_status(*status) || !last_seq || !last_hash) {
     return error_response(http::status::bad_request, "status (a final status), last_seq and last_hash are required");
   }
   // Completion must match what the store holds: the log is complete before the job is.
-  if (*last_seq != (*job)->next_seq - 1 || *last_hash != (*job)->last_hash) {
+  if (*last_seq != job.next_seq - 1 || *last_hash != job.last_hash) {
     return json_response(http::status::conflict, Json{{"error", "last_seq/last_hash do not match the stored records"},
-                                                      {"expected_seq", (*job)->next_seq}});
+                                                      {"expected_seq", job.next_seq}});
   }
   if (auto r = store_.complete(job_id, *status, now_ms()); !r) return internal_error(r.error());
   log::info("controlplane", "job " + job_id + " completed: " + *status);

@@ -5,7 +5,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
 
+#include <initializer_list>
 #include <list>
+#include <optional>
 #include <string>
 
 #include <delegate/controlplane/server.hpp>
@@ -43,6 +45,11 @@ class Api {
   Response get_agent(const Request& req, const std::string& agent_id);
   Response cancel_job(const Request& req, const std::string& job_id);
 
+  // Common prologue of the agent's per-job calls: the job exists and is leased to this
+  // agent, the body is a JSON object with only `members`. Returns the error response
+  // to send, or fills job and body.
+  std::optional<Response> agent_job_request(const Request& req, const AgentRow& agent, const std::string& job_id,
+                                            std::initializer_list<const char*> members, JobRow& job, Json& body);
   bool is_admin(const Request& req) const;
   Result<std::optional<AgentRow>> authenticate_agent(const Request& req);
 
