@@ -4,6 +4,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <regex>
 #include <vector>
@@ -189,7 +191,7 @@ void Api::sweep() {
   }
 }
 
-asio::awaitable<Response> Api::handle(const Request& req) {
+asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
   const auto parts = split_path(std::string_view(req.target().data(), req.target().size()));
   const auto method = req.method();
   const auto n = parts.size();
@@ -218,7 +220,7 @@ asio::awaitable<Response> Api::handle(const Request& req) {
     if (parts[1] == "agents") {
       if (parts[2] != (*agent)->id) co_return error_response(http::status::forbidden, "token belongs to another agent");
       if (n == 4) co_return heartbeat(req, **agent);
-      co_return co_await acquire(req, **agent);
+      co_return co_await acquire(req, **agent, client_fd);
     }
     if (parts[3] == "records") co_return records(req, **agent, parts[2]);
     co_return complete(req, **agent, parts[2]);
@@ -302,7 +304,7 @@ Response Api::heartbeat(const Request& req, const AgentRow& agent) {
   return json_response(http::status::ok, Json{{"cancel", *cancel}});
 }
 
-asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent) {
+asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent, int client_fd) {
   auto body = body_object(req);
   if (!body) co_return error_response(http::status::bad_request, body.error().message);
   if (auto r = only_members(*body, {"capacity", "wait_s"}); !r) {
@@ -317,6 +319,18 @@ asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent
   const auto deadline = std::chrono::steady_clock::now() + wait;
   auto executor = co_await asio::this_coro::executor;
   for (;;) {
+    // A long-polling client sends nothing while it waits: readable means it closed
+    // (or broke protocol). Leasing a job to it would strand the job until the lease
+    // expires, so give up instead.
+    if (client_fd >= 0) {
+      char probe;
+      ssize_t n = ::recv(client_fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n >= 0) {
+        Response gone{http::status::no_content, req.version()};
+        gone.keep_alive(false);
+        co_return gone;
+      }
+    }
     auto job = store_.acquire(agent, now_ms(), config_.lease.count());
     if (!job) co_return internal_error(job.error());
     if (*job) {

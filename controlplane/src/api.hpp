@@ -26,14 +26,16 @@ class Api {
  public:
   Api(Store& store, const ServerConfig& config) : store_(store), config_(config) {}
 
-  boost::asio::awaitable<Response> handle(const Request& req);
+  // client_fd: the connection's socket, used only to notice a long-polling client that
+  // went away before a job is leased to it.
+  boost::asio::awaitable<Response> handle(const Request& req, int client_fd = -1);
   // Wakes long-polling acquirers (a job was queued or requeued).
   void notify_jobs();
   // Periodic: expire leases.
   void sweep();
 
  private:
-  boost::asio::awaitable<Response> acquire(const Request& req, const AgentRow& agent);
+  boost::asio::awaitable<Response> acquire(const Request& req, const AgentRow& agent, int client_fd);
   Response register_agent(const Request& req);
   Response heartbeat(const Request& req, const AgentRow& agent);
   Response records(const Request& req, const AgentRow& agent, const std::string& job_id);

@@ -90,7 +90,7 @@ asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
     tcp.expires_never();  // long polls are bounded by the handler's own deadline
     Response res;
     try {
-      res = co_await api->handle(req);
+      res = co_await api->handle(req, tcp.socket().native_handle());
     } catch (const std::exception& e) {
       log::error("controlplane", std::string("handler failed: ") + e.what());
       res = error_response(http::status::internal_server_error, "internal error");
