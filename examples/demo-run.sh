@@ -91,6 +91,23 @@ show_log "$RUN/$JOB.jsonl"
 say "Verifying the export offline with delegate-audit, pinned to the agent's public key"
 "$AUDIT" verify --public-key "$PUB" "$RUN/$JOB.jsonl"
 
+say "The same runbook authorised by an OAuth 2.0 access token (RFC 9068, EdDSA) from the dev issuer"
+SECRET=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["clients"][0]["client_secret"])' "$RUN/cp/oauth-clients.json")
+TOKEN=$(curl -sf --cacert "$RUN/cp/ca.pem" -u "incident-bot:$SECRET" -d grant_type=client_credentials "$URL/oauth/token" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+echo "token: ${TOKEN:0:24}… (client incident-bot, scope runbooks:execute, role sre-oncall)"
+OJOB=$(submit "{\"runbook\":\"host-diagnostics\",\"incident\":\"IR-1234\",\"authorization\":{\"type\":\"oauth\",\"token\":\"$TOKEN\"}}")
+OSTATUS=$(wait_final "$OJOB")
+echo "job: $OJOB status: $OSTATUS"
+api "$URL/v1/jobs/$OJOB/records" >"$RUN/$OJOB.jsonl"
+show_log "$RUN/$OJOB.jsonl" | sed -n '1,2p'
+"$AUDIT" verify --public-key "$PUB" "$RUN/$OJOB.jsonl"
+echo "replaying the same token:"
+RJOB=$(submit "{\"runbook\":\"host-diagnostics\",\"authorization\":{\"type\":\"oauth\",\"token\":\"$TOKEN\"}}")
+RSTATUS=$(wait_final "$RJOB")
+api "$URL/v1/jobs/$RJOB/records" >"$RUN/$RJOB.jsonl"
+show_log "$RUN/$RJOB.jsonl" | sed -n '2p'
+
 say "A job with a wrong API key is denied by the agent itself, and audited"
 BAD=$(submit "{\"runbook\":\"host-diagnostics\",\"incident\":\"IR-1234\",\"authorization\":{\"type\":\"api_key\",\"key\":\"dlg.sre-oncall-alice.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}}")
 BAD_STATUS=$(wait_final "$BAD")
@@ -109,5 +126,6 @@ wait "$AGENT_PID"
 echo "agent exited with status $?"
 tail -n 3 "$RUN/agent.log"
 
-[ "$STATUS" = "succeeded" ] && [ "$BAD_STATUS" = "denied" ] || { echo "demo FAILED"; exit 1; }
+[ "$STATUS" = "succeeded" ] && [ "$OSTATUS" = "succeeded" ] && [ "$RSTATUS" = "denied" ] && [ "$BAD_STATUS" = "denied" ] ||
+  { echo "demo FAILED"; exit 1; }
 say "Demo complete"

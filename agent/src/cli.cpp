@@ -8,6 +8,7 @@
 
 #include <delegate/agent/config.hpp>
 #include <delegate/agent/daemon.hpp>
+#include <delegate/agent/oauth_setup.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/fs.hpp>
@@ -63,9 +64,6 @@ int check_job(const std::vector<std::string>& args) {
   auto vm = parse(args, opts);
   auto config = config_from(vm);
   if (!config) return error(config.error().message, kUsage);
-  if (!config->auth.oauth.empty()) {
-    return error("auth.oauth: OAuth access-token verification is not available in this version", kUsage);
-  }
   TimePoint now = std::chrono::system_clock::now();
   if (vm.count("now")) {
     auto t = parse_rfc3339(vm["now"].as<std::string>());
@@ -84,7 +82,13 @@ int check_job(const std::vector<std::string>& args) {
   auto keys = config->auth.api_keys_file.empty() ? Result<policies::ApiKeyStore>(policies::ApiKeyStore{})
                                                  : policies::ApiKeyStore::load(config->auth.api_keys_file);
   if (!keys) return error("api keys: " + keys.error().message, kUsage);
-  policies::Authorizer authorizer(*catalog, *keys, policies::AuthorizerOptions{.allow_inline = config->agent.allow_inline});
+  // Offline evaluation must not use up the token's jti: no replay cache here.
+  SystemClock key_clock;
+  auto oauth = OAuthSetup::create(*config, key_clock, /*with_replay=*/false);
+  if (!oauth) return error(oauth.error().message, kUsage);
+  policies::Authorizer authorizer(
+      *catalog, *keys,
+      policies::AuthorizerOptions{.allow_inline = config->agent.allow_inline, .oauth = (*oauth)->verifier()});
   auto decision = authorizer.decide(*job, now);
   Json out = policies::to_json(decision);
   out["job"] = job->id;

@@ -78,7 +78,10 @@ bool valid_tag(const std::string& t) {
 }
 
 Result<OAuthIssuerConfig> parse_issuer(const YAML::Node& n, const std::string& where) {
-  if (auto r = only_keys(n, where, {"issuer", "audience", "jwks_file", "jwks_uri", "algorithms", "scope_claim", "roles_claim"}); !r) {
+  if (auto r = only_keys(n, where, {"issuer", "audience", "jwks_file", "jwks_uri", "algorithms", "scope_claim", "roles_claim",
+                                   "ca_file", "max_lifetime_s", "accept_jwt_typ", "require_authorization_details",
+                                   "authorization_details_type"});
+      !r) {
     return std::unexpected(r.error());
   }
   OAuthIssuerConfig c;
@@ -99,6 +102,20 @@ Result<OAuthIssuerConfig> parse_issuer(const YAML::Node& n, const std::string& w
     else if (key == "jwks_uri") c.jwks_uri = *v;
     else if (key == "scope_claim") c.scope_claim = *v;
     else if (key == "roles_claim") c.roles_claim = *v;
+    else if (key == "ca_file") c.ca_file = *v;
+    else if (key == "authorization_details_type") c.authorization_details_type = *v;
+    else if (key == "max_lifetime_s") {
+      auto n = parse_u32(*v, w, 1, 86400);
+      if (!n) return std::unexpected(n.error());
+      c.max_lifetime_s = *n;
+    } else if (key == "accept_jwt_typ" || key == "require_authorization_details") {
+      auto b = parse_bool(*v, w);
+      if (!b) return std::unexpected(b.error());
+      (key == "accept_jwt_typ" ? c.accept_jwt_typ : c.require_authorization_details) = *b;
+    }
+  }
+  if (!c.jwks_uri.empty() && c.jwks_uri.rfind("https://", 0) != 0) {
+    return fail(Errc::invalid_argument, where + ".jwks_uri: must be an https:// URL");
   }
   if (c.issuer.empty()) return fail(Errc::invalid_argument, where + ".issuer: required");
   if (c.audience.empty()) return fail(Errc::invalid_argument, where + ".audience: required");

@@ -12,6 +12,7 @@
 #include <delegate/agent/cp_client.hpp>
 #include <delegate/agent/job_runner.hpp>
 #include <delegate/agent/key_cache.hpp>
+#include <delegate/agent/oauth_setup.hpp>
 #include <delegate/agent/session.hpp>
 #include <delegate/agent/uploader.hpp>
 #include <delegate/common/fs.hpp>
@@ -33,11 +34,13 @@ std::uint64_t random_seed() {
 
 class Daemon {
  public:
-  Daemon(const Config& config, const Clock& clock, Ed25519PrivateKey key, policies::Catalog catalog)
+  Daemon(const Config& config, const Clock& clock, Ed25519PrivateKey key, policies::Catalog catalog,
+         std::unique_ptr<OAuthSetup> oauth)
       : config_(config),
         clock_(clock),
         key_(std::move(key)),
         catalog_(std::move(catalog)),
+        oauth_(std::move(oauth)),
         session_(config_, key_),
         client_options_{config_.control_plane.url, config_.control_plane.ca_file},
         uploader_(session_, client_options_),
@@ -62,6 +65,7 @@ class Daemon {
   const Clock& clock_;
   Ed25519PrivateKey key_;
   policies::Catalog catalog_;
+  std::unique_ptr<OAuthSetup> oauth_;
   Session session_;
   ClientOptions client_options_;
   Uploader uploader_;
@@ -192,7 +196,8 @@ void Daemon::job_thread(Json raw, policies::Job job, std::shared_ptr<JobControl>
     return cr ? cr->agent_id : std::string();
   }();
   RunnerDeps deps{key_, clock_, creds_id, catalog_, api_keys_.current(),
-                  policies::AuthorizerOptions{.allow_inline = config_.agent.allow_inline}, uploader_,
+                  policies::AuthorizerOptions{.allow_inline = config_.agent.allow_inline, .oauth = oauth_->verifier()},
+                  uploader_,
                   config_.agent.state_dir / "work"};
   JobResult result = run_job(raw, job, deps, *control);
   complete(result);
@@ -346,11 +351,6 @@ int run_daemon(const Config& config, const Clock& clock) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  if (!config.auth.oauth.empty()) {
-    log::error("agent", "auth.oauth: OAuth access-token verification is not available in this version; "
-                        "remove the issuers or use API keys");
-    return 2;
-  }
   if (auto r = ensure_dir(config.agent.state_dir, 0700); !r) {
     log::error("agent", r.error().message);
     return 1;
@@ -369,7 +369,12 @@ int run_daemon(const Config& config, const Clock& clock) {
     log::error("agent", "runbooks: " + catalog.error().message);
     return 1;
   }
-  Daemon daemon(config, clock, std::move(*key), std::move(*catalog));
+  auto oauth = OAuthSetup::create(config, clock, /*with_replay=*/true);
+  if (!oauth) {
+    log::error("agent", oauth.error().message);
+    return 2;
+  }
+  Daemon daemon(config, clock, std::move(*key), std::move(*catalog), std::move(*oauth));
   return daemon.run();
 }
 

@@ -199,6 +199,16 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
   const bool get = method == http::verb::get;
 
   if (n == 1 && parts[0] == "healthz" && get) co_return json_response(http::status::ok, Json{{"status", "ok"}});
+  if (dev_issuer_ && n == 2 && parts[0] == ".well-known" && parts[1] == "jwks.json" && get) {
+    co_return json_response(http::status::ok, dev_issuer_->jwks());
+  }
+  if (dev_issuer_ && n == 2 && parts[0] == "oauth" && parts[1] == "token") {
+    if (!post) co_return error_response(http::status::method_not_allowed, "use POST");
+    auto it = req.find(http::field::authorization);
+    std::string_view auth = it == req.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+    auto answer = dev_issuer_->token(auth, req.body(), std::chrono::system_clock::now());
+    co_return json_response(static_cast<http::status>(answer.status), answer.body);
+  }
   if (n < 2 || parts[0] != "v1") co_return error_response(http::status::not_found, "no such endpoint");
 
   if (n == 3 && parts[1] == "agents" && parts[2] == "register") {

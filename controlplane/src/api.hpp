@@ -13,6 +13,8 @@
 #include <delegate/controlplane/server.hpp>
 #include <delegate/controlplane/store.hpp>
 
+#include "dev_issuer.hpp"
+
 namespace delegate::controlplane {
 
 namespace http = boost::beast::http;
@@ -24,7 +26,8 @@ Response error_response(http::status status, const std::string& message, unsigne
 
 class Api {
  public:
-  Api(Store& store, const ServerConfig& config) : store_(store), config_(config) {}
+  Api(Store& store, const ServerConfig& config, const DevIssuer* dev_issuer = nullptr)
+      : store_(store), config_(config), dev_issuer_(dev_issuer) {}
 
   // client_fd: the connection's socket, used only to notice a long-polling client that
   // went away before a job is leased to it.
@@ -57,6 +60,7 @@ class Api {
 
   Store& store_;
   const ServerConfig& config_;
+  const DevIssuer* dev_issuer_;
   std::list<boost::asio::steady_timer*> waiters_;
 };
 

@@ -4,6 +4,7 @@
 #include <delegate/common/json.hpp>
 #include <delegate/controlplane/server.hpp>
 
+#include "dev_issuer.hpp"
 #include "pki.hpp"
 
 namespace delegate::controlplane {
@@ -48,7 +49,13 @@ Result<void> init_dir(const InitOptions& o) {
   if (auto r = write_file_atomic(dir / "admin.token", new_token("dadm_") + "\n", 0600); !r) return r;
   if (auto r = write_file_atomic(dir / "enrollment.token", new_token("denr_") + "\n", 0600); !r) return r;
 
+  if (auto r = DevIssuer::init(dir); !r) return r;
+  std::string host = hp->first;
+  if (host == "0.0.0.0" || host == "::" || host.empty()) host = "127.0.0.1";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  const std::string base = "https://" + host + ":" + std::to_string(hp->second);
   Json cp{{"listen", o.listen},
+          {"dev_oauth_issuer", base + "/"},
           {"db", "controlplane.db"},
           {"cert", "server.pem"},
           {"key", "server.key"},
@@ -68,9 +75,6 @@ Result<void> init_dir(const InitOptions& o) {
       }
     }
   }
-  std::string host = hp->first;
-  if (host == "0.0.0.0" || host == "::" || host.empty()) host = "127.0.0.1";
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
   std::string agent_yaml =
       "# Written by delegate-controlplane init for local development.\n"
       "control_plane:\n"
@@ -84,6 +88,14 @@ Result<void> init_dir(const InitOptions& o) {
       "  concurrency: 4\n"
       "auth:\n"
       "  clock_skew_s: 60\n"
+      "  oauth:\n"
+      "    - issuer: " + base + "/\n"
+      "      audience: " + kDevAudience + "\n"
+      "      jwks_uri: " + base + "/.well-known/jwks.json\n"
+      "      ca_file: " + (dir / "ca.pem").string() + "\n"
+      "      algorithms: [EdDSA]\n"
+      "      scope_claim: scope\n"
+      "      roles_claim: roles\n"
       "  api_keys_file: " + (dir / "api-keys.yaml").string() + "\n"
       "runbooks_dir: " + runbooks.string() + "\n";
   return write_file_atomic(dir / "agent.yaml", agent_yaml, 0600);
@@ -96,7 +108,8 @@ Result<ServerConfig> load_dir_config(const fs::path& dir_in) {
   auto j = parse_json_strict(*text);
   if (!j || !j->is_object()) return fail(Errc::parse, (dir / "controlplane.json").string() + ": not a JSON object");
   ServerConfig c;
-  const char* known[] = {"listen", "db", "cert", "key", "admin_token_file", "enrollment_token_file", "lease_s"};
+  const char* known[] = {"listen", "db", "cert", "key", "admin_token_file", "enrollment_token_file", "lease_s",
+                         "dev_oauth_issuer"};
   for (auto it = j->begin(); it != j->end(); ++it) {
     bool ok_key = false;
     for (const char* k : known) ok_key = ok_key || it.key() == k;
@@ -126,6 +139,12 @@ Result<ServerConfig> load_dir_config(const fs::path& dir_in) {
   if (!enroll_token) return std::unexpected(enroll_token.error());
   c.admin_token = *admin_token;
   c.enrollment_token = *enroll_token;
+  if (j->contains("dev_oauth_issuer")) {
+    auto iss = json_string(*j, "dev_oauth_issuer");
+    if (!iss || iss->rfind("https://", 0) != 0) return fail(Errc::invalid_argument, "controlplane.json: dev_oauth_issuer must be an https:// URL");
+    c.dev_oauth_issuer = *iss;
+    c.dev_oauth_dir = dir;
+  }
   if (j->contains("lease_s")) {
     auto lease = json_int(*j, "lease_s");
     if (!lease || *lease < 1 || *lease > 3600) return fail(Errc::invalid_argument, "controlplane.json: lease_s must be 1..3600");

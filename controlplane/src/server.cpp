@@ -12,6 +12,7 @@
 #include <boost/beast/ssl.hpp>
 #include <openssl/ssl.h>
 
+#include <array>
 #include <atomic>
 
 #include <delegate/common/log.hpp>
@@ -31,6 +32,7 @@ struct Server::Impl {
   tcp::acceptor acceptor{ioc};
   asio::signal_set signals{ioc, SIGINT, SIGTERM};
   std::unique_ptr<Store> store;
+  std::unique_ptr<DevIssuer> dev_issuer;
   std::unique_ptr<Api> api;
   std::size_t connections = 0;
 
@@ -83,6 +85,17 @@ asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
         res->keep_alive(false);
         tcp.expires_after(10s);
         co_await http::async_write(stream, *res, asio::as_tuple(asio::use_awaitable));
+        // Lingering close: the client may still be sending the body we refused. Closing
+        // with unread input makes the kernel send a reset, which can destroy our answer
+        // before the client reads it; drain (bounded in time and bytes) first.
+        tcp.expires_after(2s);
+        std::array<char, 16384> scratch;
+        for (std::size_t drained = 0; drained < (16u << 20);) {
+          auto [rec, rn] = co_await stream.async_read_some(asio::buffer(scratch), asio::as_tuple(asio::use_awaitable));
+          if (rec) break;
+          drained += rn;
+        }
+        co_return;
       }
       break;
     }
@@ -164,7 +177,12 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   auto store = Store::open(cfg.db_file);
   if (!store) return std::unexpected(store.error());
   impl->store = std::move(*store);
-  impl->api = std::make_unique<Api>(*impl->store, impl->config);
+  if (!cfg.dev_oauth_issuer.empty()) {
+    auto issuer = DevIssuer::load(cfg.dev_oauth_dir, cfg.dev_oauth_issuer);
+    if (!issuer) return fail(issuer.error().code, "development OAuth issuer: " + issuer.error().message);
+    impl->dev_issuer = std::move(*issuer);
+  }
+  impl->api = std::make_unique<Api>(*impl->store, impl->config, impl->dev_issuer.get());
 
   auto addr = asio::ip::make_address(cfg.listen_host, ec);
   if (ec) return fail(Errc::invalid_argument, "invalid listen address " + cfg.listen_host);

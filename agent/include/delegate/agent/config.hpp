@@ -20,6 +20,12 @@ struct OAuthIssuerConfig {
   std::vector<std::string> algorithms;
   std::string scope_claim = "scope";
   std::string roles_claim = "roles";
+  // Additions beyond DESIGN §8 (all optional):
+  std::filesystem::path ca_file;                     // trust for jwks_uri; default system store
+  std::uint32_t max_lifetime_s = 3600;               // exp - iat (or exp - now) must not exceed
+  bool accept_jwt_typ = false;                       // also accept typ "JWT"
+  bool require_authorization_details = false;        // RFC 9396 binding to runbook/params/agent
+  std::string authorization_details_type = "delegate_runbook";
 };
 
 struct Config {

@@ -24,6 +24,9 @@ struct ServerConfig {
   std::size_t max_body_bytes = 4u << 20;
   std::uint32_t max_wait_s = 60;  // cap for long-poll wait_s
   std::size_t max_connections = 512;
+  // Development OAuth issuer (JWKS + client-credentials token endpoint); off when empty.
+  std::string dev_oauth_issuer;
+  std::filesystem::path dev_oauth_dir;
 };
 
 class Server {

@@ -1,0 +1,93 @@
+// OAuth end to end: the control plane's development issuer mints RFC 9068 tokens, the
+// agent fetches its JWKS over TLS 1.3 and verifies every token itself.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "harness.hpp"
+
+namespace delegate::testing {
+namespace {
+
+class OAuth : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cp_ = std::make_unique<ControlPlane>(tmp_.path / "cp");
+    config_ = (cp_->dir() / "agent.yaml").string();
+    start_agent();
+  }
+  void start_agent() {
+    agent_ = std::make_unique<Process>(std::vector<std::string>{Bins::agent(), "run", "--config", config_},
+                                       tmp_.path / "agent.log");
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << agent_->log_text();
+  }
+
+  // Raw token endpoint call with HTTP Basic client authentication.
+  agent::HttpResult token_request(const std::string& client, const std::string& secret, const std::string& form) {
+    std::string cmd_out;
+    auto r = run({"/usr/bin/curl", "-s", "-w", "\n%{http_code}", "--cacert", (cp_->dir() / "ca.pem").string(), "-u",
+                  client + ":" + secret, "-d", form, cp_->url() + "/oauth/token"});
+    auto nl = r.out.rfind('\n');
+    return agent::HttpResult{std::stol(r.out.substr(nl + 1)), r.out.substr(0, nl)};
+  }
+  std::string secret() {
+    return Json::parse(read_text(cp_->dir() / "oauth-clients.json"))["clients"][0]["client_secret"];
+  }
+  std::string token() {
+    auto r = token_request("incident-bot", secret(), "grant_type=client_credentials");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Json::parse(r.body)["access_token"];
+  }
+  Json decision(const std::string& tok, const std::string& runbook = "host-diagnostics") {
+    auto id = cp_->submit(Json{{"runbook", runbook}, {"authorization", {{"type", "oauth"}, {"token", tok}}}});
+    EXPECT_NE(cp_->wait_final(id), "");
+    return cp_->records(id)[1]["data"];
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<ControlPlane> cp_;
+  std::string config_;
+  std::unique_ptr<Process> agent_;
+};
+
+TEST_F(OAuth, TokenFromTheIssuerIsAcceptedOnceAndReplayIsDeniedEvenAfterRestart) {
+  auto tok = token();
+  auto first = decision(tok);
+  EXPECT_EQ(first["decision"], "allow") << first.dump();
+  EXPECT_EQ(first["method"], "oauth");
+  EXPECT_EQ(first["subject"], "incident-bot");
+  EXPECT_EQ(first["roles"], Json::array({"sre-oncall"}));
+  EXPECT_EQ(first["credential_sha256"].get<std::string>().size(), 64u);
+  EXPECT_EQ(decision(tok)["reason"], "replayed");
+  agent_->signal(SIGTERM);
+  ASSERT_NE(agent_->wait(std::chrono::seconds(30)), -1);
+  start_agent();
+  EXPECT_EQ(decision(tok)["reason"], "replayed");
+  EXPECT_EQ(decision(token())["decision"], "allow");
+}
+
+TEST_F(OAuth, ForgedAlteredAndForeignTokensAreDenied) {
+  auto tok = token();
+  const auto dot1 = tok.find('.'), dot2 = tok.rfind('.');
+  // Change one character inside the signature (not the last, whose low bits are padding).
+  auto forged = tok;
+  char& c = forged[dot2 + 10];
+  c = c == 'A' ? 'B' : 'A';
+  EXPECT_EQ(decision(forged)["reason"], "bad_signature");
+  // Swap in another payload ({"iss":"x"}) under the original signature.
+  EXPECT_EQ(decision(tok.substr(0, dot1 + 1) + "eyJpc3MiOiJ4In0" + tok.substr(dot2))["reason"], "wrong_issuer");
+  EXPECT_EQ(decision("not.a.jwt")["reason"], "token_malformed");
+  // A token whose header says none.
+  EXPECT_EQ(decision("eyJhbGciOiJub25lIn0." + tok.substr(dot1 + 1, dot2 - dot1 - 1) + ".")["reason"], "token_malformed");
+}
+
+TEST_F(OAuth, TokenEndpointRefusesBadClientsAndScopes) {
+  EXPECT_EQ(token_request("incident-bot", "wrong-secret-wrong-secret", "grant_type=client_credentials").status, 401);
+  EXPECT_EQ(token_request("nobody", secret(), "grant_type=client_credentials").status, 401);
+  EXPECT_EQ(token_request("incident-bot", secret(), "grant_type=password").status, 400);
+  EXPECT_EQ(token_request("incident-bot", secret(), "grant_type=client_credentials&scope=admin:all").status, 400);
+}
+
+}  // namespace
+}  // namespace delegate::testing
