@@ -38,6 +38,7 @@ Json to_json(const Decision& d) {
   if (!d.detail.empty()) j["detail"] = d.detail;
   j["method"] = d.method;
   j["subject"] = d.subject;
+  if (!d.issuer.empty()) j["issuer"] = d.issuer;
   j["scopes"] = d.scopes;
   j["roles"] = d.roles;
   j["credential_sha256"] = d.credential_fingerprint;
@@ -92,6 +93,7 @@ Decision Authorizer::decide(const Job& job, TimePoint now) const {
       }
       TokenCheck t = options_.oauth->verify(job.credential.secret, job, now);
       d.subject = t.principal.subject;
+      d.issuer = t.principal.issuer;
       if (t.deny) return deny(std::move(d), *t.deny, std::move(t.detail));
       d.scopes = std::move(t.principal.scopes);
       d.roles = std::move(t.principal.roles);

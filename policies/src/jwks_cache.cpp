@@ -1,4 +1,6 @@
 #include <delegate/policies/jwks.hpp>
+
+#include <delegate/common/log.hpp>
 #include <exception>
 
 namespace delegate::policies {
@@ -31,15 +33,19 @@ void JwksCache::refresh_locked(TimePoint now) {
   }();
   if (!doc) {
     last_error_ = "JWKS fetch failed: " + doc.error().message;
+    log::error("oauth", last_error_);
     return;
   }
   auto set = parse_jwks(*doc, algs_);
   if (!set) {
     // Keep the last good set: a broken publication must not lock everyone out at once.
     last_error_ = "JWKS rejected: " + set.error().message;
+    log::error("oauth", last_error_);
     return;
   }
   last_error_.clear();
+  // Operators need to know why a published key is not used (weak, wrong use, …).
+  for (const auto& why : set->ignored) log::warn("oauth", "JWKS key ignored: " + why);
   set_ = std::make_shared<const JwkSet>(std::move(*set));
   fetched_at_ = now;
 }

@@ -95,6 +95,7 @@ TokenCheck to_token_check(const JwtResult& r) {
     out.detail = r.error().detail;
     return out;
   }
+  out.principal.issuer = r->issuer;
   out.principal.subject = r->subject;
   out.principal.scopes = r->scopes;
   out.principal.roles = r->roles;

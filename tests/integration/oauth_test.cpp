@@ -57,6 +57,7 @@ TEST_F(OAuth, TokenFromTheIssuerIsAcceptedOnceAndReplayIsDeniedEvenAfterRestart)
   EXPECT_EQ(first["decision"], "allow") << first.dump();
   EXPECT_EQ(first["method"], "oauth");
   EXPECT_EQ(first["subject"], "incident-bot");
+  EXPECT_EQ(first["issuer"], cp_->url() + "/");
   EXPECT_EQ(first["roles"], Json::array({"sre-oncall"}));
   EXPECT_EQ(first["credential_sha256"].get<std::string>().size(), 64u);
   EXPECT_EQ(decision(tok)["reason"], "replayed");

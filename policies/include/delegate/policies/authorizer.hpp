@@ -21,6 +21,7 @@ struct Decision {
   std::string detail;            // one line for operators; never contains the secret
   std::string method;            // "api_key" | "oauth" | "none"
   std::string subject;           // API key id, or token sub/client_id
+  std::string issuer;            // OAuth issuer of a verified token, else empty
   std::string credential_fingerprint;  // hex SHA-256 of the secret, or empty
   std::vector<std::string> scopes;
   std::vector<std::string> roles;
@@ -36,6 +37,7 @@ struct Principal {
   std::string subject;
   std::vector<std::string> scopes;
   std::vector<std::string> roles;
+  std::string issuer;  // OAuth `iss` of a verified token; empty for API keys
 };
 
 struct TokenCheck {
