@@ -55,7 +55,10 @@ Result<std::string> read_file(const std::filesystem::path& path, std::size_t max
 
 Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view data, unsigned mode) {
   auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  std::string tmpl = (dir / ("." + path.filename().string() + ".XXXXXX")).string();
+  std::string name = ".";
+  name += path.filename().string();
+  name += ".XXXXXX";
+  std::string tmpl = (dir / name).string();
   int raw = ::mkstemp(tmpl.data());
   if (raw < 0) return fail(Errc::io, errno_text("cannot create temporary file in", dir));
   Fd fd(raw);
