@@ -70,6 +70,7 @@ class Daemon {
   ClientOptions client_options_;
   Uploader uploader_;
   ApiKeyCache api_keys_;
+  FilterCache filters_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> hb_abort_{false};
@@ -198,7 +199,8 @@ void Daemon::job_thread(Json raw, policies::Job job, std::shared_ptr<JobControl>
   RunnerDeps deps{key_, clock_, creds_id, catalog_, api_keys_.current(),
                   policies::AuthorizerOptions{.allow_inline = config_.agent.allow_inline, .oauth = oauth_->verifier()},
                   uploader_,
-                  config_.agent.state_dir / "work"};
+                  config_.agent.state_dir / "work",
+                  filters_};
   JobResult result = run_job(raw, job, deps, *control);
   complete(result);
   uploader_.forget(job.id);

@@ -60,6 +60,17 @@ class Recorder {
 
 }  // namespace
 
+Result<std::shared_ptr<const sandbox::SeccompProgram>> FilterCache::get(const std::string& profile, bool network) {
+  std::lock_guard lock(mu_);
+  auto key = std::make_pair(profile, network);
+  if (auto it = programs_.find(key); it != programs_.end()) return it->second;
+  auto compiled = sandbox::SeccompProgram::compile(profile, sandbox::SeccompOptions{.network = network});
+  if (!compiled) return std::unexpected(compiled.error());
+  auto shared = std::make_shared<const sandbox::SeccompProgram>(std::move(*compiled));
+  programs_.emplace(key, shared);
+  return shared;
+}
+
 JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDeps& deps, JobControl& control) {
   Recorder rec(deps, job.id);
   const auto started = std::chrono::steady_clock::now();
@@ -101,9 +112,8 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         ctx.remaining = left;
       }
       auto prepared = connectors::prepare_step(step, i, decision.params, ctx);
-      auto filter = prepared ? sandbox::SeccompProgram::compile(prepared->spec.profile,
-                                                                sandbox::SeccompOptions{.network = prepared->spec.network})
-                             : Result<sandbox::SeccompProgram>(std::unexpected(prepared.error()));
+      auto filter = prepared ? deps.filters.get(prepared->spec.profile, prepared->spec.network)
+                             : Result<std::shared_ptr<const sandbox::SeccompProgram>>(std::unexpected(prepared.error()));
       if (!prepared || !filter) {
         const auto& err = !prepared ? prepared.error() : filter.error();
         rec.add(audit::Kind::step_start, Json{{"step", step.name}, {"index", i}});
@@ -121,7 +131,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
                        {"b64", base64_encode(as_bytes(part))}});
         }
       };
-      auto outcome = sandbox::run(prepared->spec, *filter, sink, &control.cancel);
+      auto outcome = sandbox::run(prepared->spec, **filter, sink, &control.cancel);
       if (!outcome) {
         rec.add(audit::Kind::step_end,
                 Json{{"step", step.name}, {"index", i}, {"status", "agent_error"}, {"error", outcome.error().message}});

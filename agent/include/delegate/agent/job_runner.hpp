@@ -3,6 +3,8 @@
 // decision → each step in the sandbox → job.end, every event a signed, chained record.
 #include <atomic>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -12,6 +14,7 @@
 #include <delegate/common/time.hpp>
 #include <delegate/policies/authorizer.hpp>
 #include <delegate/sandbox/launcher.hpp>
+#include <delegate/sandbox/seccomp.hpp>
 
 namespace delegate::agent {
 
@@ -30,6 +33,17 @@ struct JobResult {
   std::string last_hash;
 };
 
+// Seccomp programs compiled once per (profile, network) and shared by every step:
+// compiling is libseccomp work that has no business on the launch path of each step.
+class FilterCache {
+ public:
+  [[nodiscard]] Result<std::shared_ptr<const sandbox::SeccompProgram>> get(const std::string& profile, bool network);
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<std::string, bool>, std::shared_ptr<const sandbox::SeccompProgram>> programs_;
+};
+
 struct RunnerDeps {
   const Ed25519PrivateKey& key;
   const Clock& clock;
@@ -39,6 +53,7 @@ struct RunnerDeps {
   policies::AuthorizerOptions authz;
   RecordSink& sink;
   std::filesystem::path work_parent;
+  FilterCache& filters;
 };
 
 // The job's id must already be known valid (parse_job succeeded).
