@@ -52,8 +52,8 @@ class Daemon {
   void signal_loop(std::stop_token stop);
   void heartbeat_loop(std::stop_token stop);
   void acquire_loop();
-  void start_job(Json raw);
-  void job_thread(Json raw, policies::Job job, std::shared_ptr<JobControl> control);
+  void start_job(Json raw, std::string agent_id);
+  void job_thread(Json raw, policies::Job job, std::string agent_id, std::shared_ptr<JobControl> control);
   void complete(const JobResult& result);
   // Sleeps up to `d`, waking early when stopping.
   void pause(std::chrono::milliseconds d);
@@ -153,7 +153,7 @@ void Daemon::heartbeat_loop(std::stop_token stop) {
   }
 }
 
-void Daemon::start_job(Json raw) {
+void Daemon::start_job(Json raw, std::string agent_id) {
   auto job = policies::parse_job(raw);
   if (!job) {
     // Without a valid id there is no stream to record into and nothing to complete;
@@ -169,8 +169,9 @@ void Daemon::start_job(Json raw) {
   }
   const std::string id = job->id;  // *job is moved into the thread below
   running_[id] = control;
-  job_threads_.insert_or_assign(id, std::jthread([this, raw = std::move(raw), job = std::move(*job), control](std::stop_token) mutable {
-    job_thread(std::move(raw), std::move(job), std::move(control));
+  job_threads_.insert_or_assign(id, std::jthread([this, raw = std::move(raw), job = std::move(*job), agent_id = std::move(agent_id),
+                                                 control](std::stop_token) mutable {
+    job_thread(std::move(raw), std::move(job), std::move(agent_id), std::move(control));
   }));
 }
 
@@ -190,13 +191,10 @@ void Daemon::reap() {
   // `done` joins here, outside the lock; these threads have already left job_thread.
 }
 
-void Daemon::job_thread(Json raw, policies::Job job, std::shared_ptr<JobControl> control) {
-  auto creds_id = [&] {
-    CpClient c(client_options_, &hb_abort_);
-    auto cr = session_.credentials(c);
-    return cr ? cr->agent_id : std::string();
-  }();
-  RunnerDeps deps{key_, clock_, creds_id, catalog_, api_keys_.current(),
+void Daemon::job_thread(Json raw, policies::Job job, std::string agent_id, std::shared_ptr<JobControl> control) {
+  // agent_id is the identity the job was leased to: the records must chain under it even
+  // if the session is re-registering meanwhile (an empty id would get them all refused).
+  RunnerDeps deps{key_, clock_, std::move(agent_id), catalog_, api_keys_.current(),
                   policies::AuthorizerOptions{.allow_inline = config_.agent.allow_inline, .oauth = oauth_->verifier()},
                   uploader_,
                   config_.agent.state_dir / "work",
@@ -282,7 +280,7 @@ void Daemon::acquire_loop() {
           continue;
         }
         backoff.reset();
-        start_job(std::move((*body)["job"]));
+        start_job(std::move((*body)["job"]), creds->agent_id);
         continue;
       }
       case 401:
