@@ -1,17 +1,24 @@
 #include "child.hpp"
 
 #include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace delegate::sandbox::detail {
 namespace {
 
-[[noreturn]] void die(const ChildPlan& plan, ChildStage stage, int err) noexcept {
-  const ChildReport report{static_cast<int>(stage), err};
+[[noreturn]] void die(const ChildPlan& plan, ChildStage stage, int err, int detail = 0) noexcept {
+  const ChildReport report{static_cast<int>(stage), err, detail};
   // A short write to a pipe of this size cannot happen; nothing else could be done anyway.
   (void)!::write(plan.error_fd, &report, sizeof report);
   ::_exit(127);
@@ -24,43 +31,71 @@ int close_fds_between(unsigned first, unsigned last) noexcept {
   return static_cast<int>(::syscall(SYS_close_range, first, last, 0u));
 }
 
-bool close_all_but(const ChildPlan& plan) noexcept {
-  const auto keep = static_cast<unsigned>(plan.error_fd);
-  if (close_fds_between(3, keep - 1) == 0 && close_fds_between(keep + 1, ~0u) == 0) return true;
+// Closes every descriptor from 3 up except those in keep (unsorted, < 0 ignored).
+bool close_all_except(std::array<int, 6> keep, int max_fd) noexcept {
+  std::sort(keep.begin(), keep.end());
+  unsigned next = 3;
+  bool ok = true;
+  for (const int fd : keep) {
+    if (fd < static_cast<int>(next)) continue;
+    if (close_fds_between(next, static_cast<unsigned>(fd) - 1) != 0) ok = false;
+    next = static_cast<unsigned>(fd) + 1;
+  }
+  if (close_fds_between(next, ~0u) != 0) ok = false;
+  if (ok) return true;
   if (errno != ENOSYS) return false;
-  for (int fd = 3; fd < plan.max_fd; ++fd) {
-    if (fd != plan.error_fd) ::close(fd);
+  for (int fd = 3; fd < max_fd; ++fd) {
+    if (std::find(keep.begin(), keep.end(), fd) == keep.end()) ::close(fd);
   }
   return true;
 }
 
-}  // namespace
-
-void child_main(const ChildPlan& plan) noexcept {
-  // Own session and process group: the parent kills the whole group on timeout, and
-  // the step loses the agent's controlling terminal.
-  if (::setsid() < 0) die(plan, ChildStage::setsid, errno);
-
-  // The parent blocked every signal around fork so no agent handler can run in this
-  // child; handlers are reset before the mask is lifted (just before exec).
+void reset_signal_handlers() noexcept {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     (void)::sigaction(sig, &dfl, nullptr);  // glibc-reserved signals answer EINVAL
   }
+}
 
-  // PDEATHSIG fires when the forking *thread* exits; run() blocks on that thread until
-  // the step ends, so this covers an agent crash. A parent that died before prctl is
-  // caught by the getppid() check.
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die(plan, ChildStage::death_signal, errno);
-  if (::getppid() != plan.parent_pid) ::_exit(127);
+int bring_loopback_up() noexcept {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  ifreq req{};
+  std::memcpy(req.ifr_name, "lo", 3);
+  int rc = ::ioctl(fd, SIOCGIFFLAGS, &req);
+  if (rc == 0) {
+    req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP | IFF_RUNNING);
+    rc = ::ioctl(fd, SIOCSIFFLAGS, &req);
+  }
+  const int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
+}
+
+// The step itself: from here on only what the program needs, then exec.
+[[noreturn]] void exec_step(const ChildPlan& plan) noexcept {
+  // Own session and process group: the parent kills the whole group on timeout, and
+  // the step loses the agent's controlling terminal (no TIOCSTI into it).
+  if (::setsid() < 0) die(plan, ChildStage::setsid, errno);
+
+  // The parent blocked every signal around clone so no agent handler can run in this
+  // child; handlers are reset before the mask is lifted (just before exec).
+  reset_signal_handlers();
+
+  if (!plan.init) {
+    // PDEATHSIG fires when the forking *thread* exits; run() blocks on that thread until
+    // the step ends, so this covers an agent crash. (Under an init, the init's death
+    // ends the whole pid namespace instead.)
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die(plan, ChildStage::death_signal, errno);
+    if (::getppid() != plan.parent_pid) ::_exit(127);
+  }
 
   if (::dup2(plan.stdin_fd, STDIN_FILENO) < 0 || ::dup2(plan.stdout_fd, STDOUT_FILENO) < 0 ||
       ::dup2(plan.stderr_fd, STDERR_FILENO) < 0) {
     die(plan, ChildStage::stdio, errno);
   }
-  if (::chdir(plan.workdir) != 0) die(plan, ChildStage::chdir, errno);
 
   for (const RlimitSetting& r : plan.rlimits) {
     if (::setrlimit(static_cast<__rlimit_resource_t>(r.resource), &r.value) != 0) {
@@ -68,9 +103,15 @@ void child_main(const ChildPlan& plan) noexcept {
     }
   }
 
+  if (const int e = drop_privileges(plan.creds); e != 0) die(plan, ChildStage::credentials, e);
+  // After the drop: the directory must be usable by the step user itself.
+  if (::chdir(plan.workdir) != 0) die(plan, ChildStage::chdir, errno);
+
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die(plan, ChildStage::no_new_privs, errno);
 
-  if (!close_all_but(plan)) die(plan, ChildStage::close_fds, errno);
+  if (!close_all_except({plan.error_fd, -1, -1, -1, -1, -1}, plan.max_fd)) {
+    die(plan, ChildStage::close_fds, errno);
+  }
 
   if (::sigprocmask(SIG_SETMASK, &plan.empty_mask, nullptr) != 0) die(plan, ChildStage::signals, errno);
 
@@ -79,6 +120,82 @@ void child_main(const ChildPlan& plan) noexcept {
 
   ::execve(plan.path, plan.argv, plan.envp);
   die(plan, ChildStage::exec, errno);
+}
+
+// pid 1 of the step's namespace. Signals stay blocked (SIGKILL from the parent's
+// namespace still ends it); the step cannot signal it anyway: pid 1 only receives
+// signals it has handlers for from inside its namespace.
+[[noreturn]] void run_init(const ChildPlan& plan, pid_t step) noexcept {
+  // Only the step holds the stdio pipes and the error pipe now: their EOF is the
+  // parent's signal that exec happened / the output ended.
+  ::close(plan.stdin_fd);
+  ::close(plan.stdout_fd);
+  ::close(plan.stderr_fd);
+  ::close(plan.error_fd);
+  int step_status = 0;
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, __WALL);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: cannot happen before the step is reaped
+    }
+    if (pid == step) {
+      step_status = status;
+      break;
+    }
+  }
+  (void)!::write(plan.status_fd, &step_status, sizeof step_status);
+  // Leaving pid 1 makes the kernel SIGKILL everything else in the namespace.
+  ::_exit(0);
+}
+
+}  // namespace
+
+void child_main(const ChildPlan& plan) noexcept {
+  // An init outside the parent's pid namespace sees getppid() == 0, so the death
+  // signal is armed first and the go-byte read below covers a parent that died
+  // before it was armed (its end of the pipe closes).
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die(plan, ChildStage::death_signal, errno);
+  // Core dumps and /proc/<pid>/{mem,environ} of this copy of the agent's memory must
+  // not be reachable from the step.
+  (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  char go = 0;
+  for (;;) {
+    const ssize_t n = ::read(plan.go_fd, &go, 1);
+    if (n == 1) break;
+    if (n < 0 && errno == EINTR) continue;
+    ::_exit(127);  // the parent gave up on this launch (or died); it reports why
+  }
+
+  // Everything of the agent's but what this launch needs: the init lives as long as
+  // the step and must not keep the agent's sockets, spool or key files open.
+  if (!close_all_except({plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.error_fd, plan.status_fd, -1},
+                        plan.max_fd)) {
+    die(plan, ChildStage::close_fds, errno);
+  }
+
+  if (plan.cgroup_ns && ::unshare(CLONE_NEWCGROUP) != 0) die(plan, ChildStage::cgroup_ns, errno);
+  if (plan.hostname != nullptr && ::sethostname(plan.hostname, std::strlen(plan.hostname)) != 0) {
+    die(plan, ChildStage::hostname, errno);
+  }
+  if (plan.loopback_up) {
+    if (const int e = bring_loopback_up(); e != 0) die(plan, ChildStage::loopback, e);
+  }
+  if (plan.mounts != nullptr) {
+    int failed = -1;
+    if (const int e = apply_mounts(*plan.mounts, &failed); e != 0) die(plan, ChildStage::mounts, e, failed);
+  }
+
+  if (!plan.init) exec_step(plan);
+
+  // _Fork, not fork: no atfork handlers, which could block on locks another agent
+  // thread held at clone time.
+  const pid_t step = ::_Fork();
+  if (step < 0) die(plan, ChildStage::fork_step, errno);
+  if (step == 0) exec_step(plan);
+  run_init(plan, step);
 }
 
 const char* stage_name(ChildStage stage) noexcept {
@@ -93,6 +210,13 @@ const char* stage_name(ChildStage stage) noexcept {
     case ChildStage::close_fds: return "closing inherited descriptors";
     case ChildStage::seccomp: return "seccomp filter";
     case ChildStage::exec: return "execve";
+    case ChildStage::sync: return "waiting for the parent";
+    case ChildStage::cgroup_ns: return "cgroup namespace";
+    case ChildStage::hostname: return "sethostname";
+    case ChildStage::loopback: return "loopback interface";
+    case ChildStage::mounts: return "file-system view";
+    case ChildStage::fork_step: return "forking the step";
+    case ChildStage::credentials: return "dropping privileges";
   }
   return "unknown stage";
 }

@@ -1,8 +1,13 @@
 #pragma once
-// Private to the sandbox library: the part of a launch that runs in the forked child.
-// Everything it touches is prepared by the parent, because between fork and exec only
+// Private to the sandbox library: the part of a launch that runs in the cloned child.
+// Everything it touches is prepared by the parent, because between clone and exec only
 // async-signal-safe calls are allowed (the agent is multi-threaded: another thread may
-// have held the malloc lock at fork time).
+// have held the malloc lock at clone time).
+//
+// With a pid namespace the cloned child is the namespace's init: it finishes the
+// isolation (cgroup namespace, hostname, loopback, file-system view), forks the step,
+// reaps everything until the step exits, reports the step's wait status and exits,
+// which makes the kernel kill whatever the step left behind.
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -10,6 +15,9 @@
 #include <array>
 
 #include <delegate/sandbox/seccomp.hpp>
+
+#include "creds.hpp"
+#include "mounts.hpp"
 
 namespace delegate::sandbox::detail {
 
@@ -31,11 +39,19 @@ enum class ChildStage : int {
   close_fds,
   seccomp,
   exec,
+  sync,          // waiting for the parent (id maps, cgroups)
+  cgroup_ns,
+  hostname,
+  loopback,
+  mounts,
+  fork_step,
+  credentials,
 };
 
 struct ChildReport {
-  int stage;  // ChildStage
-  int error;  // errno
+  int stage;   // ChildStage
+  int error;   // errno
+  int detail;  // mounts: index of the failing mount step
 };
 
 struct ChildPlan {
@@ -48,12 +64,21 @@ struct ChildPlan {
   int stdout_fd = -1;
   int stderr_fd = -1;
   int error_fd = -1;
+  int go_fd = -1;      // read end: one byte once the parent has finished its part
+  int status_fd = -1;  // write end: init reports the step's wait status (int) here
   std::array<RlimitSetting, 6> rlimits{};
   pid_t parent_pid = 0;
   // Upper bound for closing fds one by one when close_range() is unavailable.
   int max_fd = 1024;
   const SeccompProgram* filter = nullptr;
   sigset_t empty_mask{};
+
+  bool init = false;                // pid namespace: act as init and fork the step
+  bool cgroup_ns = false;           // unshare the cgroup namespace once moved into the step cgroup
+  const char* hostname = nullptr;   // uts namespace
+  bool loopback_up = false;         // fresh network namespace: bring lo up
+  const MountPlan* mounts = nullptr;
+  CredPlan creds;
 };
 
 [[noreturn]] void child_main(const ChildPlan& plan) noexcept;

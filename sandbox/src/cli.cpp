@@ -25,17 +25,27 @@ constexpr int kSetupFailed = 125;
 
 constexpr const char* kUsage =
     "usage: sandbox-run [--profile NAME|FILE] [--network] [--timeout S] [--memory-mb N]\n"
-    "                   [--pids N] [--ro PATH]... [--rw PATH]... -- PROGRAM [ARGS...]\n"
+    "                   [--pids N] [--cpu-percent N] [--ro PATH]... [--rw PATH]...\n"
+    "                   [--hide PATH]... [--root] [--allow-degraded] -- PROGRAM [ARGS...]\n"
     "\n"
-    "Runs PROGRAM exactly as a runbook step would: own process group, fresh private\n"
-    "working directory, clean environment, rlimits, no_new_privs, seccomp.\n"
+    "Runs PROGRAM exactly as a runbook step would: new user, pid, mount, network, ipc,\n"
+    "uts and cgroup namespaces; a read-only view of the host with a private /tmp, /dev,\n"
+    "/proc and working directory; cgroup limits; an unprivileged user (nobody when run\n"
+    "as root); no capabilities, no_new_privs, rlimits, a clean environment, seccomp.\n"
     "\n"
-    "  --profile NAME   seccomp profile: default, network, strict (default: default)\n"
-    "  --network        allow IPv4/IPv6/packet/netlink sockets\n"
+    "  --profile NAME   seccomp profile: default, network, strict, or a JSON file in the\n"
+    "                   OCI/Docker format (default: default)\n"
+    "  --network        share the host network (otherwise: an empty namespace with only\n"
+    "                   loopback, and no IPv4/IPv6/packet/netlink sockets)\n"
     "  --timeout S      wall-clock limit in seconds, also the CPU-time limit (default: 300)\n"
-    "  --memory-mb N    address-space limit in MiB (default: 512)\n"
-    "  --pids N         process limit (RLIMIT_NPROC: per uid, not enforced for root)\n"
-    "  --ro/--rw PATH   bind mounts; not available in this version (rejected)\n"
+    "  --memory-mb N    memory limit in MiB, OOM kill beyond it (default: 512)\n"
+    "  --pids N         process limit for the whole step (default: 256)\n"
+    "  --cpu-percent N  CPU bandwidth, 100 = one CPU (default: 100)\n"
+    "  --ro PATH        make a host path visible read-only (the default view)\n"
+    "  --rw PATH        make a host path writable by the step\n"
+    "  --hide PATH      cover a host path with an empty directory (or /dev/null)\n"
+    "  --root           run as uid 0 (still without capabilities); needs a root caller\n"
+    "  --allow-degraded run even if the host cannot provide every namespace\n"
     "\n"
     "Exit status: the program's; 128+N if killed by signal N; 124 on timeout;\n"
     "125 if the sandbox could not be set up; 127 if PROGRAM was not found.\n";
@@ -46,8 +56,12 @@ struct Options {
   std::optional<std::uint64_t> timeout_s;
   std::optional<std::uint64_t> memory_mb;
   std::optional<std::uint64_t> pids;
+  std::optional<std::uint64_t> cpu_percent;
   std::vector<std::string> ro;
   std::vector<std::string> rw;
+  std::vector<std::string> hide;
+  bool root = false;
+  bool allow_degraded = false;
   std::vector<std::string> command;
   bool help = false;
   bool version = false;
@@ -102,6 +116,14 @@ std::variant<Options, UsageError> parse(int argc, char** argv) {
       o.network = true;
       continue;
     }
+    if (arg == "--root") {
+      o.root = true;
+      continue;
+    }
+    if (arg == "--allow-degraded") {
+      o.allow_degraded = true;
+      continue;
+    }
     std::optional<std::string> value;
     const auto number = [&](std::string_view flag, std::uint64_t max,
                             std::optional<std::uint64_t>& out) -> std::optional<UsageError> {
@@ -120,13 +142,18 @@ std::variant<Options, UsageError> parse(int argc, char** argv) {
       if (auto e = number("--memory-mb", 1ull << 30, o.memory_mb)) return *e;
     } else if (take_value(arg, "--pids", value)) {
       if (auto e = number("--pids", 1ull << 22, o.pids)) return *e;
+    } else if (take_value(arg, "--cpu-percent", value)) {
+      if (auto e = number("--cpu-percent", 100000, o.cpu_percent)) return *e;
+    } else if (take_value(arg, "--hide", value)) {
+      o.hide.push_back(*value);
     } else if (take_value(arg, "--ro", value)) {
       o.ro.push_back(*value);
     } else if (take_value(arg, "--rw", value)) {
       o.rw.push_back(*value);
     } else {
       const bool known = arg == "--profile" || arg == "--timeout" || arg == "--memory-mb" ||
-                         arg == "--pids" || arg == "--ro" || arg == "--rw";
+                         arg == "--pids" || arg == "--ro" || arg == "--rw" || arg == "--hide" ||
+                         arg == "--cpu-percent";
       return UsageError{known ? std::string(arg) + " needs a value"
                               : "unknown option '" + std::string(arg) + "' (see --help)"};
     }
@@ -203,11 +230,6 @@ int main_impl(int argc, char** argv) {
     write_all(STDOUT_FILENO, std::string("sandbox-run (delegate) ") + DELEGATE_VERSION + "\n");
     return 0;
   }
-  // Fail closed: running without the requested isolation would be worse than not running.
-  if (!o.ro.empty() || !o.rw.empty()) {
-    return error_exit("--ro/--rw require mount-namespace isolation, not available in this version");
-  }
-
   auto filter = SeccompProgram::compile(o.profile, SeccompOptions{.network = o.network});
   if (!filter) return error_exit(filter.error().message);
 
@@ -222,9 +244,17 @@ int main_impl(int argc, char** argv) {
     spec.limits.cpu_seconds = *o.timeout_s;
   }
   if (o.memory_mb) spec.limits.memory_bytes = *o.memory_mb << 20;
-  // --pids is RLIMIT_NPROC: it counts all processes of the real uid (not just this step)
-  // and is not enforced at all for root; a per-step limit needs the pids cgroup (later).
   if (o.pids) spec.limits.processes = *o.pids;
+  if (o.cpu_percent) spec.limits.cpu_percent = static_cast<std::uint32_t>(*o.cpu_percent);
+  // Relative paths mean relative to where the CLI runs, as for the program itself.
+  auto add_mounts = [&](const std::vector<std::string>& paths, BindMount::Kind kind) {
+    for (const auto& p : paths) spec.isolation.mounts.push_back({kind, std::filesystem::absolute(p)});
+  };
+  add_mounts(o.ro, BindMount::Kind::read_only);
+  add_mounts(o.rw, BindMount::Kind::read_write);
+  add_mounts(o.hide, BindMount::Kind::hidden);
+  spec.isolation.root = o.root;
+  spec.isolation.allow_degraded = o.allow_degraded;
 
   CancelToken cancel;
   SignalScope signals(cancel);

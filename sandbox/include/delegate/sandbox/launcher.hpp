@@ -1,9 +1,12 @@
 #pragma once
-// Runs one program as a sandboxed step: fork, then in the child (allocation-free):
-// new session and process group, stdio to pipes, fresh working directory, clean
-// environment, rlimits, no_new_privs, seccomp, close every other fd, execve.
-// The parent captures output, enforces the wall-clock timeout and cancellation by
-// killing the whole process group, and reports how the step ended.
+// Runs one program as a sandboxed step. The parent plans the isolation, creates the
+// step's cgroups, and clones a child into fresh user, pid, mount, network, ipc, uts and
+// cgroup namespaces. That child becomes the namespace's init: it builds the step's file
+// system view, then forks the step, which drops to the step user and capabilities,
+// applies rlimits, no_new_privs and seccomp, and execs. Everything between clone and
+// exec is allocation-free (the agent is multi-threaded). The parent captures output,
+// enforces the wall-clock timeout and cancellation by killing the init (and with it
+// the whole pid namespace), and reports how the step ended.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include <delegate/common/error.hpp>
+#include <delegate/sandbox/isolation.hpp>
 #include <delegate/sandbox/seccomp.hpp>
 
 namespace delegate::sandbox {
@@ -20,9 +24,11 @@ namespace delegate::sandbox {
 struct Limits {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};  // wall clock
   std::uint64_t cpu_seconds = 300;                // RLIMIT_CPU
-  std::uint64_t memory_bytes = 512ull << 20;      // RLIMIT_AS
+  // The memory cgroup limit (no swap); RLIMIT_AS instead when no memory cgroup exists.
+  std::uint64_t memory_bytes = 512ull << 20;
   std::uint64_t open_files = 256;                 // RLIMIT_NOFILE
-  std::uint64_t processes = 256;                  // RLIMIT_NPROC
+  std::uint64_t processes = 256;                  // pids cgroup, and RLIMIT_NPROC
+  std::uint32_t cpu_percent = 100;                // CPU bandwidth: 100 = one full CPU
   std::uint64_t file_size_bytes = 64ull << 20;    // RLIMIT_FSIZE
   std::uint64_t output_bytes = 1ull << 20;        // per step, stdout+stderr; the rest is dropped and counted
 };
@@ -40,6 +46,7 @@ struct Spec {
   std::filesystem::path work_parent = "/tmp";
   // Optional stdin content (written then closed); empty = /dev/null.
   std::string stdin_data;
+  IsolationOptions isolation;
 };
 
 enum class Stream { stdout_stream, stderr_stream };
@@ -58,11 +65,12 @@ struct Outcome {
   int exit_code = -1;   // for exited
   int signal = 0;       // for signaled / timed_out / cancelled (the signal that ended it)
   std::chrono::milliseconds duration{0};
-  std::vector<std::string> limits_hit;  // "timeout", "cpu", "output", "file_size"
+  std::vector<std::string> limits_hit;  // "timeout", "cpu", "memory", "output", "file_size"
   std::uint64_t bytes_dropped = 0;
   std::uint64_t max_rss_kb = 0;
   std::uint64_t cpu_ms = 0;
   std::string error;  // for not_found / setup_failed: one line
+  IsolationPlan isolation;  // what was applied
 };
 
 // Called on the launching thread for each chunk read (at most 16 KiB each).

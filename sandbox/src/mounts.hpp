@@ -1,0 +1,66 @@
+#pragma once
+// The step's file-system view, as a list of operations computed in the parent (paths
+// canonicalised, strings allocated) and replayed in the child without allocating.
+//
+// The view: the host root, recursively read-only, nosuid and nodev; a private tmpfs
+// /tmp; a minimal /dev (null, zero, full, random, urandom, tty, shm); a fresh /proc of
+// the step's pid namespace with its kernel knobs read-only; the step's working
+// directory and any --rw paths writable; hidden paths covered. Built on a scratch
+// tmpfs with the host reachable under /oldroot, then pivoted into, so the host root is
+// not reachable from the step at all.
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include <delegate/common/error.hpp>
+#include <delegate/sandbox/isolation.hpp>
+
+namespace delegate::sandbox::detail {
+
+enum class MountOp {
+  make_private,  // stop mount events propagating back to the host
+  mount_fs,      // mount(source, target, fstype, flags, data)
+  bind,          // bind mount source → target (recursive when `recursive`)
+  set_attr,      // mount_setattr(target, attr_set) — adds flags without clearing locked ones
+  make_dir,      // mkdir target unless it exists
+  make_file,     // create an empty file target unless it exists (a bind-mount point)
+  make_symlink,  // symlink source at target
+  change_dir,    // chdir target
+  pivot_old,     // pivot_root(".", "oldroot"): scratch tmpfs becomes /, host at /oldroot
+  pivot_self,    // pivot_root(".", ".") then detach the old root: only the new view remains
+};
+
+struct MountStep {
+  MountOp op = MountOp::make_dir;
+  const char* source = nullptr;
+  const char* target = nullptr;
+  const char* fstype = nullptr;
+  unsigned long flags = 0;
+  const char* data = nullptr;
+  std::uint64_t attr_set = 0;
+  bool recursive = false;
+  bool optional = false;  // skip when the target does not exist (kernel-dependent /proc entries)
+};
+
+struct MountPlan {
+  std::deque<std::string> strings;  // storage the steps point into; a deque never moves them
+  std::vector<MountStep> steps;
+};
+
+struct MountRequest {
+  std::string workdir;  // host path, canonical
+  std::vector<BindMount> binds;
+  std::uint64_t tmp_bytes = 0;  // size of the private /tmp
+};
+
+[[nodiscard]] Result<MountPlan> build_mount_plan(const MountRequest& request);
+
+// Child side: runs the steps in order. Returns 0, or the errno of the failing step
+// with its index in *failed_step. Async-signal-safe.
+[[nodiscard]] int apply_mounts(const MountPlan& plan, int* failed_step) noexcept;
+
+// One line for an error message ("bind /oldroot/srv → /newroot/srv").
+[[nodiscard]] std::string describe_step(const MountPlan& plan, int index);
+
+}  // namespace delegate::sandbox::detail
