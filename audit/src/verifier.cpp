@@ -1,6 +1,5 @@
 #include <delegate/audit/verifier.hpp>
 
-#include <set>
 #include <string>
 
 #include <delegate/common/time.hpp>
@@ -31,36 +30,6 @@ bool is_agent_stream_kind(Kind k) {
   return false;
 }
 
-// Reads one line of at most kMaxRecordBytes; longer lines are consumed but flagged, so
-// a hostile file cannot make the verifier buffer gigabytes. Returns false at end of input.
-bool read_bounded_line(std::istream& in, std::string& line, bool& too_long) {
-  line.clear();
-  too_long = false;
-  std::streambuf* sb = in.rdbuf();
-  if (sb == nullptr) return false;
-  bool any = false;
-  for (;;) {
-    const int c = sb->sbumpc();
-    if (c == std::char_traits<char>::eof()) {
-      in.setstate(std::ios::eofbit);
-      return any;
-    }
-    any = true;
-    if (c == '\n') break;
-    if (line.size() < kMaxRecordBytes + 1) {
-      line.push_back(static_cast<char>(c));
-    } else {
-      too_long = true;
-    }
-  }
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  return true;
-}
-
-bool is_blank(const std::string& s) {
-  return s.find_first_not_of(" \t\r") == std::string::npos;
-}
-
 }  // namespace
 
 std::string_view to_string(Fault f) {
@@ -78,6 +47,11 @@ std::string_view to_string(Fault f) {
     case Fault::truncated: return "truncated";
     case Fault::count_mismatch: return "count_mismatch";
     case Fault::after_end: return "after_end";
+    case Fault::misplaced_kind: return "misplaced_kind";
+    case Fault::checkpoint_chain_broken: return "checkpoint_chain_broken";
+    case Fault::job_missing: return "job_missing";
+    case Fault::job_mismatch: return "job_mismatch";
+    case Fault::key_mismatch: return "key_mismatch";
   }
   return "unknown";
 }
@@ -121,7 +95,9 @@ std::optional<RecordFault> ChainVerifier::push(const Record& r) {
     } else if (r.job != job_) {
       return make_fault(Fault::foreign_record, r.seq, "record of job \"" + r.job.substr(0, 64) + "\" in the stream of job \"" + job_ + "\"");
     }
-    if (ended_) {
+    // Only the next seq is "after the end"; an older seq is a repeat, which the seq
+    // checks below name more precisely (duplicate or reordered).
+    if (ended_ && r.seq == count_) {
       return make_fault(Fault::after_end, r.seq, "record after job.end at seq " + std::to_string(count_ - 1));
     }
     if (auto f = check_record(r, key_, count_, prev_)) return f;
@@ -130,7 +106,7 @@ std::optional<RecordFault> ChainVerifier::push(const Record& r) {
     // signer's own: a wrong clock, a wrong count, a kind in the wrong stream.
     const bool agent_stream = job_ == kAgentStreamJob;
     if (is_agent_stream_kind(r.kind) != agent_stream) {
-      return make_fault(Fault::malformed, r.seq,
+      return make_fault(Fault::misplaced_kind, r.seq,
                         "kind " + std::string(to_string(r.kind)) + " does not belong in " +
                             (agent_stream ? "the agent stream" : "a job stream"));
     }
@@ -151,6 +127,7 @@ std::optional<RecordFault> ChainVerifier::push(const Record& r) {
                               ", stream has " + std::to_string(total));
       }
       ended_ = true;
+      if (auto st = r.data.find("status"); st != r.data.end() && st->is_string()) status_ = st->get<std::string>();
     }
     ++count_;
     prev_ = r.hash;
@@ -164,86 +141,11 @@ std::optional<RecordFault> ChainVerifier::push(const Record& r) {
 std::optional<RecordFault> ChainVerifier::finish(bool allow_incomplete) const {
   if (allow_incomplete || ended_) return std::nullopt;
   if (count_ == 0) return make_fault(Fault::truncated, 0, "no records");
-  // The agent stream never ends; its own truncation is caught by the next checkpoint
-  // or agent.start that references it.
+  // The agent stream never ends, so it may stop anywhere; a cut tail of it is the one
+  // truncation an export cannot show (docs/audit.md, "What verification cannot detect").
   if (job_ == kAgentStreamJob) return std::nullopt;
   return make_fault(Fault::truncated, count_ - 1,
                     "stream ends at seq " + std::to_string(count_ - 1) + " without job.end");
-}
-
-std::vector<JobVerdict> verify_stream(std::istream& in, const Ed25519PublicKey& key,
-                                      const VerifyOptions& options) {
-  std::vector<JobVerdict> out;
-  std::optional<ChainVerifier> cur;
-  std::set<std::string> finished_jobs;
-  std::string agent;
-
-  auto report = [&](const std::string& job, RecordFault f) {
-    const std::uint64_t done = cur && cur->job() == job ? cur->count() : 0;
-    out.push_back(JobVerdict{job.empty() ? std::string("unknown") : job.substr(0, 128), done, std::move(f)});
-    return out;
-  };
-  // Closes the current job; false if it was incomplete.
-  auto close_current = [&]() {
-    if (!cur) return true;
-    auto f = cur->finish(options.allow_incomplete);
-    out.push_back(JobVerdict{cur->job(), cur->count(), f});
-    finished_jobs.insert(cur->job());
-    cur.reset();
-    return !f.has_value();
-  };
-
-  try {
-    std::string line;
-    bool too_long = false;
-    while (read_bounded_line(in, line, too_long)) {
-      if (!too_long && is_blank(line)) continue;
-      // Until a line parses, attribute problems to the job being read, at the next seq.
-      std::string job_hint = cur ? cur->job() : std::string();
-      std::uint64_t seq_hint = cur ? cur->count() : 0;
-      if (too_long) {
-        return report(job_hint, make_fault(Fault::malformed, seq_hint,
-                                           "line longer than " + std::to_string(kMaxRecordBytes) + " bytes"));
-      }
-      auto j = parse_json_strict(line, JsonLimits{.max_bytes = kMaxRecordBytes, .max_depth = 32});
-      if (!j) return report(job_hint, make_fault(Fault::malformed, seq_hint, j.error().message));
-      if (j->is_object()) {
-        if (auto it = j->find("job"); it != j->end() && it->is_string()) job_hint = it->get<std::string>();
-        if (auto it = j->find("seq"); it != j->end() && it->is_number_unsigned()) seq_hint = it->get<std::uint64_t>();
-        // Checked before the member validation so that a future format is reported as
-        // such rather than as garbage.
-        if (auto it = j->find("v"); it != j->end() && it->is_number() && *it != Json(kRecordVersion)) {
-          return report(job_hint, make_fault(Fault::bad_version, seq_hint, "record version " + it->dump() + ", expected 1"));
-        }
-      }
-      auto r = record_from_json(*j);
-      if (!r) return report(job_hint, make_fault(Fault::malformed, seq_hint, r.error().message));
-
-      // A different job starts a new stream only where one may start: after the current
-      // one is complete, or at a seq 0. Otherwise it is a record spliced into this stream.
-      if (cur && r->job != cur->job()) {
-        const bool complete = !cur->finish(/*allow_incomplete=*/false).has_value();
-        if ((complete || r->seq == 0) && !close_current()) return out;
-      }
-      if (!cur) {
-        if (finished_jobs.contains(r->job)) {
-          return report(r->job, make_fault(Fault::duplicate, r->seq, "job appears twice in the input"));
-        }
-        if (!agent.empty() && r->agent != agent) {
-          return report(r->job, make_fault(Fault::foreign_record, r->seq,
-                                           "record of agent \"" + r->agent.substr(0, 64) + "\" in a log of agent \"" + agent + "\""));
-        }
-        agent = r->agent;
-        cur.emplace(key);
-      }
-      if (auto f = cur->push(*r)) return report(cur->job().empty() ? r->job : cur->job(), std::move(*f));
-    }
-    close_current();
-  } catch (const std::exception& e) {
-    out.push_back(JobVerdict{cur ? cur->job() : std::string("unknown"), cur ? cur->count() : 0,
-                             make_fault(Fault::malformed, cur ? cur->count() : 0, std::string("read failed: ") + e.what())});
-  }
-  return out;
 }
 
 }  // namespace delegate::audit

@@ -10,7 +10,7 @@
 
 #include <delegate/audit/chain.hpp>
 #include <delegate/audit/record.hpp>
-#include <delegate/audit/verifier.hpp>
+#include <delegate/audit/export_verifier.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/time.hpp>
 
@@ -80,7 +80,7 @@ inline std::string join(const std::vector<std::string>& lines) {
 inline std::vector<JobVerdict> verify_text(const std::string& text, const Ed25519PublicKey& key,
                                            bool allow_incomplete = false) {
   std::istringstream in(text);
-  return verify_stream(in, key, VerifyOptions{.allow_incomplete = allow_incomplete});
+  return verify_export(in, key, VerifyOptions{.allow_incomplete = allow_incomplete});
 }
 
 }  // namespace audit_test

@@ -7,11 +7,12 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/program_options.hpp>
 
-#include <delegate/audit/verifier.hpp>
+#include <delegate/audit/export_verifier.hpp>
 #include <delegate/common/crypto.hpp>
 
 namespace po = boost::program_options;
@@ -27,12 +28,14 @@ constexpr const char* kUsage =
     "Usage: delegate-audit verify --public-key KEY [--allow-incomplete] [FILE.jsonl...]\n"
     "       delegate-audit --help | --version\n"
     "\n"
-    "Verifies exported audit logs (JSON Lines) offline: record hashes, the hash chain,\n"
-    "Ed25519 signatures under the pinned KEY, sequence numbers, timestamps and job\n"
-    "completeness. Reads standard input when no FILE is given.\n"
+    "Verifies an exported audit log (JSON Lines) offline: record hashes, hash chains,\n"
+    "Ed25519 signatures under the pinned KEY, sequence numbers, timestamps, job\n"
+    "completeness, and the agent stream (_agent): its checkpoints must match the\n"
+    "jobs in the export. All FILEs together form one export, in any order. Reads\n"
+    "standard input when no FILE is given.\n"
     "\n"
-    "Prints \"OK <job> <n> records\" per verified job and exits 0, or prints\n"
-    "\"TAMPERED <job> seq=<n>: <reason>\" at the first fault and exits 1.\n"
+    "Prints \"OK <job> <n> records\" per stream and exits 0, or prints only\n"
+    "\"TAMPERED <job> seq=<n>: <reason>: <detail>\" for the first fault and exits 1.\n"
     "Exit 2: usage error, unreadable file or bad key.\n";
 
 int usage_error(const std::string& msg) {
@@ -40,15 +43,34 @@ int usage_error(const std::string& msg) {
   return kExitUsage;
 }
 
-// Prints the verdicts of one input; true if all of them are clean.
+// Job ids and details echo untrusted input: a job named "x\nOK job_1 7 records" must not
+// forge a verdict line. Control bytes (and spaces in ids, which would split the fields)
+// are printed as \xNN.
+std::string printable(std::string_view s, bool allow_space) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f || (c == ' ' && !allow_space) || c == '\\') {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+// Prints the verdicts of the export; true if all of them are clean.
 bool report(const std::vector<audit::JobVerdict>& verdicts) {
   for (const auto& v : verdicts) {
+    const std::string job = printable(v.job, /*allow_space=*/false);
     if (v.fault) {
-      std::cout << "TAMPERED " << v.job << " seq=" << v.fault->seq << ": " << audit::to_string(v.fault->fault)
-                << ": " << v.fault->detail << std::endl;
+      std::cout << "TAMPERED " << job << " seq=" << v.fault->seq << ": " << audit::to_string(v.fault->fault)
+                << ": " << printable(v.fault->detail, /*allow_space=*/true) << std::endl;
       return false;
     }
-    std::cout << "OK " << v.job << " " << v.records << " records" << std::endl;
+    std::cout << "OK " << job << " " << v.records << " records" << std::endl;
   }
   return true;
 }
@@ -84,19 +106,22 @@ int verify(const std::vector<std::string>& args) {
   std::vector<std::string> files;
   if (vm.count("file")) files = vm["file"].as<std::vector<std::string>>();
 
+  // All inputs form one export: the agent stream and the job streams may be spread over
+  // the files in any order and interleaved within them.
+  audit::ExportVerifier verifier(*key, options);
   if (files.empty()) {
-    auto verdicts = audit::verify_stream(std::cin, *key, options);
+    verifier.read(std::cin);
     if (std::cin.bad()) return usage_error("reading standard input failed");
-    if (verdicts.empty() && !options.allow_incomplete) {
+    if (verifier.lines() == 0 && !options.allow_incomplete) {
       // An empty export is what deleting everything looks like.
       std::cout << "TAMPERED - seq=0: truncated: input holds no records" << std::endl;
       return kExitTampered;
     }
-    return report(verdicts) ? kExitOk : kExitTampered;
+    return report(verifier.finish()) ? kExitOk : kExitTampered;
   }
 
   // Open everything first so that a typo in the last path is a usage error, not a
-  // half-printed verification.
+  // half-finished verification.
   std::vector<std::unique_ptr<std::ifstream>> streams;
   for (const auto& f : files) {
     std::error_code ec;
@@ -106,15 +131,17 @@ int verify(const std::vector<std::string>& args) {
     streams.push_back(std::move(s));
   }
   for (std::size_t i = 0; i < files.size(); ++i) {
-    auto verdicts = audit::verify_stream(*streams[i], *key, options);
+    const auto before = verifier.lines();
+    const bool clean = verifier.read(*streams[i]);
     if (streams[i]->bad()) return usage_error("reading " + files[i] + " failed");
-    if (verdicts.empty() && !options.allow_incomplete) {
+    if (!clean) break;  // the fault is reported by finish()
+    if (verifier.lines() == before && !options.allow_incomplete) {
+      // An exporter writes no empty files; an emptied one is a deletion.
       std::cout << "TAMPERED - seq=0: truncated: " << files[i] << " holds no records" << std::endl;
       return kExitTampered;
     }
-    if (!report(verdicts)) return kExitTampered;
   }
-  return kExitOk;
+  return report(verifier.finish()) ? kExitOk : kExitTampered;
 }
 
 int run(int argc, char** argv) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -139,9 +140,67 @@ Ed25519Signature Ed25519PrivateKey::sign(std::span<const std::uint8_t> message) 
   return sig;
 }
 
+namespace {
+
+// Little-endian compare of two 32-byte integers: a < b.
+bool less_le32(const std::uint8_t* a, const std::array<std::uint8_t, 32>& b) {
+  for (int i = 31; i >= 0; --i) {
+    if (a[i] != b[static_cast<std::size_t>(i)]) return a[i] < b[static_cast<std::size_t>(i)];
+  }
+  return false;
+}
+
+// The group order L = 2^252 + 27742317777372353535851937790883648493, little-endian.
+constexpr std::array<std::uint8_t, 32> kEd25519L = {
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+// The field prime p = 2^255 - 19, little-endian.
+constexpr std::array<std::uint8_t, 32> kEd25519P = {
+    0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+
+// A point encoding is canonical when its y coordinate (the low 255 bits) is < p.
+// OpenSSL reduces a non-canonical y silently, which would give one key or R two
+// spellings; we want exactly one.
+bool canonical_point(const std::uint8_t* enc) {
+  std::array<std::uint8_t, 32> y{};
+  std::copy(enc, enc + 32, y.begin());
+  y[31] &= 0x7f;
+  return less_le32(y.data(), kEd25519P);
+}
+
+// The y coordinates of the eight small-order points (0, 1, p-1 and the two of order 8),
+// little-endian; the x sign bit does not matter. Under such a "public key" a
+// signature with S = 0 verifies for every message, and OpenSSL does not refuse it.
+constexpr std::array<std::array<std::uint8_t, 32>, 5> kSmallOrderY = {{
+    {},
+    {0x01},
+    {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+    {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0,
+     0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+    {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f,
+     0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+}};
+
+bool small_order_point(const std::uint8_t* enc) {
+  std::array<std::uint8_t, 32> y{};
+  std::copy(enc, enc + 32, y.begin());
+  y[31] &= 0x7f;
+  return std::find(kSmallOrderY.begin(), kSmallOrderY.end(), y) != kSmallOrderY.end();
+}
+
+}  // namespace
+
 bool ed25519_verify(const Ed25519PublicKey& key, std::span<const std::uint8_t> message,
                     std::span<const std::uint8_t> signature) {
   if (signature.size() != 64) return false;
+  // Strictness is checked here rather than trusted to the OpenSSL build: S >= L would
+  // let anyone derive a second valid signature (S + L) for a record, and non-canonical
+  // encodings of A or R would give one signature several spellings.
+  if (!less_le32(signature.data() + 32, kEd25519L)) return false;
+  if (!canonical_point(signature.data()) || !canonical_point(key.data())) return false;
+  if (small_order_point(key.data())) return false;
   PkeyPtr pk(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key.data(), key.size()));
   if (!pk) return false;
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();

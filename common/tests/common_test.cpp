@@ -1,5 +1,6 @@
 // Strict decoders, strict JSON, time and key handling shared by every component.
 #include <gtest/gtest.h>
+#include <algorithm>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +90,85 @@ TEST(Crypto, Ed25519SignsVerifiesAndRejectsFlippedBits) {
   EXPECT_FALSE(parse_public_key("AAAA"));
   EXPECT_TRUE(constant_time_equal(msg, msg));
   EXPECT_FALSE(constant_time_equal(msg, sha256("other")));
+}
+
+namespace {
+
+// Adds the Ed25519 group order L to the little-endian scalar S in sig[32..64).
+Ed25519Signature add_group_order(Ed25519Signature sig) {
+  constexpr std::uint8_t kL[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+                                   0xa2, 0xde, 0xf9, 0xde, 0x14, 0,    0,    0,    0,    0,    0,
+                                   0,    0,    0,    0,    0,    0,    0,    0,    0,    0x10};
+  unsigned carry = 0;
+  for (std::size_t i = 0; i < 32; ++i) {
+    const unsigned sum = sig[32 + i] + kL[i] + carry;
+    sig[32 + i] = static_cast<std::uint8_t>(sum & 0xff);
+    carry = sum >> 8;
+  }
+  return sig;
+}
+
+}  // namespace
+
+TEST(Crypto, Ed25519RejectsMalleatedScalar) {
+  auto key = Ed25519PrivateKey::generate();
+  ASSERT_TRUE(key);
+  auto msg = sha256("record");
+  auto sig = key->sign(msg);
+  ASSERT_TRUE(ed25519_verify(key->public_key(), msg, sig));
+  // S + L is the same scalar mod L: a lax verifier accepts it as a second signature.
+  EXPECT_FALSE(ed25519_verify(key->public_key(), msg, add_group_order(sig)));
+  // S = L exactly (R kept) and S with the top bits set are out of range as well.
+  auto s_is_l = sig;
+  std::fill(s_is_l.begin() + 32, s_is_l.end(), 0);
+  s_is_l = add_group_order(s_is_l);
+  EXPECT_FALSE(ed25519_verify(key->public_key(), msg, s_is_l));
+  auto high = sig;
+  high[63] |= 0xe0;
+  EXPECT_FALSE(ed25519_verify(key->public_key(), msg, high));
+}
+
+TEST(Crypto, Ed25519RejectsNonCanonicalEncodings) {
+  // The identity point: y = 1, canonically 01 00..00; non-canonically y = p + 1.
+  Ed25519PublicKey identity{};
+  identity[0] = 0x01;
+  Ed25519PublicKey identity_noncanonical{};
+  std::fill(identity_noncanonical.begin(), identity_noncanonical.end(), 0xff);
+  identity_noncanonical[0] = 0xee;
+  identity_noncanonical[31] = 0x7f;
+  auto msg = sha256("record");
+  // Under the identity key, R = identity with S = 0 satisfies the verification
+  // equation for every message; a strict verifier must still refuse the odd spellings.
+  Ed25519Signature sig{};
+  std::copy(identity.begin(), identity.end(), sig.begin());
+  EXPECT_FALSE(ed25519_verify(identity_noncanonical, msg, sig));
+  Ed25519Signature sig_noncanonical_r{};
+  std::copy(identity_noncanonical.begin(), identity_noncanonical.end(), sig_noncanonical_r.begin());
+  EXPECT_FALSE(ed25519_verify(identity, msg, sig_noncanonical_r));
+  EXPECT_FALSE(ed25519_verify(identity_noncanonical, msg, sig_noncanonical_r));
+}
+
+TEST(Crypto, Ed25519RejectsSmallOrderKeys) {
+  // Under a small-order key, R = identity and S = 0 verify for any message (OpenSSL
+  // 3.0 accepts it); such a key must never be usable as a pinned identity.
+  auto msg = sha256("anything at all");
+  Ed25519Signature sig{};
+  sig[0] = 0x01;  // R = identity
+  Ed25519PublicKey identity{};
+  identity[0] = 0x01;
+  EXPECT_FALSE(ed25519_verify(identity, msg, sig));
+  Ed25519PublicKey order8{};
+  const std::uint8_t y8[32] = {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b,
+                               0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39,
+                               0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a};
+  std::copy(std::begin(y8), std::end(y8), order8.begin());
+  EXPECT_FALSE(ed25519_verify(order8, msg, sig));
+  order8[31] |= 0x80;
+  EXPECT_FALSE(ed25519_verify(order8, msg, sig));
+  // Real keys are unaffected.
+  auto key = Ed25519PrivateKey::generate();
+  ASSERT_TRUE(key);
+  EXPECT_TRUE(ed25519_verify(key->public_key(), msg, key->sign(msg)));
 }
 
 TEST(Crypto, IdentityKeyIsCreatedPrivateReloadedAndRefusedWhenExposed) {

@@ -58,7 +58,9 @@ class Ed25519PrivateKey {
   PkeyPtr key_;
 };
 
-// Strict verification (OpenSSL rejects S >= L and non-canonical points).
+// Strict verification: rejects S >= L (malleated signatures), non-canonical encodings
+// of R and of the public key (y >= p), and small-order public keys (under which a
+// signature verifies for any message), on top of OpenSSL's own checks.
 [[nodiscard]] bool ed25519_verify(const Ed25519PublicKey& key, std::span<const std::uint8_t> message,
                                   std::span<const std::uint8_t> signature);
 
