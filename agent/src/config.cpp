@@ -41,6 +41,20 @@ Result<std::uint32_t> parse_u32(const std::string& text, const std::string& wher
   return static_cast<std::uint32_t>(v);
 }
 
+Result<std::uint64_t> parse_u64(const std::string& text, const std::string& where, std::uint64_t min, std::uint64_t max) {
+  std::size_t used = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(text, &used, 10);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || text.front() == '-' || v < min || v > max) {
+    return fail(Errc::invalid_argument, where + ": must be an integer in " + std::to_string(min) + ".." + std::to_string(max));
+  }
+  return static_cast<std::uint64_t>(v);
+}
+
 Result<bool> parse_bool(const std::string& s, const std::string& where) {
   if (s == "true") return true;
   if (s == "false") return false;
@@ -148,6 +162,14 @@ Result<void> apply(Config& c, const std::string& section, const std::string& key
     else if (key == "poll_wait_s") return u32(c.agent.poll_wait_s, 0, 60);
     else if (key == "heartbeat_s") return u32(c.agent.heartbeat_s, 1, 300);
     else if (key == "shutdown_grace_s") return u32(c.agent.shutdown_grace_s, 0, 3600);
+    else if (key == "checkpoint_interval_s") return u32(c.agent.checkpoint_interval_s, 1, 3600);
+    else if (key == "spool_key_file") c.agent.spool_key_file = value;
+    else if (key == "spool_max_bytes") {
+      // At least a few maximal records (64 KiB each), at most 1 TiB.
+      auto v = parse_u64(value, where, 256 * 1024, 1ull << 40);
+      if (!v) return std::unexpected(v.error());
+      c.agent.spool_max_bytes = *v;
+    }
     else if (key == "allow_inline") {
       auto b = parse_bool(value, where);
       if (!b) return std::unexpected(b.error());
@@ -191,6 +213,9 @@ Result<void> validate(const Config& c) {
   }
   if (c.agent.state_dir.empty() || !c.agent.state_dir.is_absolute()) {
     return fail(Errc::invalid_argument, "agent.state_dir: must be an absolute path");
+  }
+  if (!c.agent.spool_key_file.empty() && !c.agent.spool_key_file.is_absolute()) {
+    return fail(Errc::invalid_argument, "agent.spool_key_file: must be an absolute path");
   }
   if (c.auth.api_keys_file.empty() && c.auth.oauth.empty()) {
     return fail(Errc::invalid_argument, "auth: configure api_keys_file and/or oauth issuers (no job could ever be authorised)");

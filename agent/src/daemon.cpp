@@ -4,16 +4,21 @@
 #include <signal.h>
 
 #include <condition_variable>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
 
+#include <unistd.h>
+
+#include <delegate/agent/agent_stream.hpp>
 #include <delegate/agent/backoff.hpp>
 #include <delegate/agent/cp_client.hpp>
 #include <delegate/agent/job_runner.hpp>
 #include <delegate/agent/key_cache.hpp>
 #include <delegate/agent/oauth_setup.hpp>
 #include <delegate/agent/session.hpp>
+#include <delegate/agent/spool.hpp>
 #include <delegate/agent/uploader.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/common/log.hpp>
@@ -32,29 +37,52 @@ std::uint64_t random_seed() {
   return s;
 }
 
+std::string hostname() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+// A finished job whose completion is still to be reported to the control plane.
+struct Completion {
+  StreamKey key;
+  std::string status;
+  std::uint64_t last_seq = 0;
+  std::string last_hash;
+};
+
 class Daemon {
  public:
   Daemon(const Config& config, const Clock& clock, Ed25519PrivateKey key, policies::Catalog catalog,
-         std::unique_ptr<OAuthSetup> oauth)
+         std::unique_ptr<OAuthSetup> oauth, std::unique_ptr<Spool> spool)
       : config_(config),
         clock_(clock),
         key_(std::move(key)),
         catalog_(std::move(catalog)),
         oauth_(std::move(oauth)),
+        spool_(std::move(spool)),
         session_(config_, key_),
         client_options_{config_.control_plane.url, config_.control_plane.ca_file},
-        uploader_(session_, client_options_),
+        uploader_(session_, client_options_, *spool_),
+        agent_stream_(key_, clock_, *spool_, DELEGATE_VERSION),
         api_keys_(config_.auth.api_keys_file) {}
 
   int run();
 
  private:
+  // Crash recovery: closes jobs that were running when the agent died (job.end
+  // "interrupted", continuing their chain) and queues every unreported completion.
+  void replay();
+  void completer_loop(std::stop_token stop);
+  void checkpoint_loop(std::stop_token stop);
+  // One attempt; true when the control plane settled it (accepted or refused for good).
+  bool report_completion(CpClient& client, const Completion& c);
+  void start_agent_stream(const std::string& agent_id);
   void signal_loop(std::stop_token stop);
   void heartbeat_loop(std::stop_token stop);
   void acquire_loop();
   void start_job(Json raw, std::string agent_id);
   void job_thread(Json raw, policies::Job job, std::string agent_id, std::shared_ptr<JobControl> control);
-  void complete(const JobResult& result);
   // Sleeps up to `d`, waking early when stopping.
   void pause(std::chrono::milliseconds d);
   void shutdown();
@@ -66,9 +94,11 @@ class Daemon {
   Ed25519PrivateKey key_;
   policies::Catalog catalog_;
   std::unique_ptr<OAuthSetup> oauth_;
+  std::unique_ptr<Spool> spool_;
   Session session_;
   ClientOptions client_options_;
   Uploader uploader_;
+  AgentStream agent_stream_;
   ApiKeyCache api_keys_;
   FilterCache filters_;
 
@@ -79,7 +109,135 @@ class Daemon {
   std::map<std::string, std::shared_ptr<JobControl>> running_;
   std::map<std::string, std::jthread> job_threads_;
   std::vector<std::string> finished_;  // job threads that ended and can be joined
+  std::map<StreamKey, Completion> completions_;  // guarded by mu_
+  std::atomic<std::int64_t> completion_deadline_ns_{std::numeric_limits<std::int64_t>::max()};
 };
+
+void Daemon::replay() {
+  for (const auto& s : spool_->streams()) {
+    if (s.key.job == audit::kAgentStreamJob || s.next_seq == 0) continue;
+    StreamInfo done = s;
+    if (!s.ended) {
+      // The agent died while this job ran. Its steps are gone with it; the job is never
+      // run again (that would need a new lease), its log is closed here.
+      audit::ChainWriter writer(key_, clock_, s.key.agent, s.key.job, s.next_seq, s.last_hash, s.last_ts);
+      auto rec = writer.append(audit::Kind::job_end, Json{{"status", "interrupted"}, {"records", s.next_seq + 1}});
+      if (!rec) {
+        log::error("agent", "cannot close interrupted job " + s.key.job + ": " + rec.error().message);
+        continue;
+      }
+      if (auto r = spool_->append(*rec); !r) {
+        log::error("agent", "cannot close interrupted job " + s.key.job + ": " + r.error().message);
+        continue;
+      }
+      log::warn("agent", "job " + s.key.job + " was running when the agent stopped; recorded it as interrupted");
+      done.status = "interrupted";
+      done.next_seq = rec->seq + 1;
+      done.last_hash = rec->hash;
+    } else if (s.completed) {
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    completions_[s.key] = Completion{s.key, done.status, done.next_seq - 1, done.last_hash};
+  }
+}
+
+bool Daemon::report_completion(CpClient& client, const Completion& c) {
+  auto creds = session_.credentials(client);
+  if (!creds) return false;
+  auto res = client.post("/v1/jobs/" + c.key.job + "/complete",
+                         Json{{"status", c.status}, {"last_seq", c.last_seq}, {"last_hash", c.last_hash}}, creds->token,
+                         std::chrono::seconds(30));
+  if (!res) {
+    log::warn("agent", "completion of job " + c.key.job + " failed: " + res.error().message);
+    return false;
+  }
+  switch (res->status) {
+    case 200:
+      return true;
+    case 401:
+      session_.invalidate(*creds);
+      return false;
+    case 400:
+    case 404:
+    case 409:
+      log::error("agent", "control plane refused completion of job " + c.key.job + ": HTTP " +
+                              std::to_string(res->status) + " " + res->body.substr(0, 200));
+      return true;
+    default:
+      log::warn("agent", "completion of job " + c.key.job + ": HTTP " + std::to_string(res->status));
+      return false;
+  }
+}
+
+void Daemon::completer_loop(std::stop_token stop) {
+  CpClient client(client_options_, &hb_abort_);
+  Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(10), random_seed());
+  std::stop_callback on_stop(stop, [this] { spool_->wake(); });
+  std::uint64_t seen = 0;
+  for (;;) {
+    std::vector<Completion> todo;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [_, c] : completions_) todo.push_back(c);
+    }
+    const bool past_deadline =
+        Clock_::now().time_since_epoch() >= std::chrono::nanoseconds(completion_deadline_ns_.load());
+    if (stop.stop_requested() && (todo.empty() || past_deadline)) {
+      if (!todo.empty()) {
+        log::warn("agent", std::to_string(todo.size()) + " job completion(s) not reported yet; they are reported at the next start");
+      }
+      return;
+    }
+    bool failed = false;
+    for (const auto& c : todo) {
+      // The log must be in the store before the job is reported complete.
+      auto info = spool_->stream(c.key);
+      bool settled = false;
+      if (!info || info->dead) {
+        log::error("agent", "completion of job " + c.key.job + " not reported: its records were refused");
+        settled = true;
+      } else if (info->acked >= static_cast<std::int64_t>(c.last_seq)) {
+        settled = report_completion(client, c);
+        failed = failed || !settled;
+      }
+      if (settled) {
+        spool_->mark_completed(c.key);
+        std::lock_guard lock(mu_);
+        completions_.erase(c.key);
+      }
+    }
+    if (failed) {
+      auto wait = backoff.next();
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, wait, [&] { return stop.stop_requested(); });
+      continue;
+    }
+    backoff.reset();
+    seen = spool_->wait_change(seen, std::chrono::milliseconds(500));
+  }
+}
+
+void Daemon::start_agent_stream(const std::string& agent_id) {
+  if (agent_stream_.started()) return;
+  if (auto r = agent_stream_.start(agent_id, hostname()); !r) {
+    log::error("agent", "agent stream: " + r.error().message);
+    return;
+  }
+  // Jobs closed during replay, and any finished before a crash, are listed right away.
+  if (auto r = agent_stream_.checkpoint(); !r) log::error("agent", "checkpoint: " + r.error().message);
+}
+
+void Daemon::checkpoint_loop(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(config_.agent.checkpoint_interval_s), [&] { return stop.stop_requested(); });
+    }
+    if (stop.stop_requested()) break;
+    if (auto r = agent_stream_.checkpoint(); !r) log::error("agent", "checkpoint: " + r.error().message);
+  }
+}
 
 void Daemon::signal_loop(std::stop_token stop) {
   sigset_t set;
@@ -116,6 +274,8 @@ void Daemon::heartbeat_loop(std::stop_token stop) {
     {
       std::lock_guard lock(mu_);
       for (const auto& [id, _] : running_) ids.push_back(id);
+      // Finished jobs keep their lease until their completion is reported.
+      for (const auto& [key, _] : completions_) ids.push_back(key.job);
     }
     auto creds = session_.credentials(client);
     if (!creds) {
@@ -167,6 +327,13 @@ void Daemon::start_job(Json raw, std::string agent_id) {
     log::warn("agent", "job " + job->id + " is already running here; duplicate lease ignored");
     return;
   }
+  if (spool_->stream(StreamKey{agent_id, job->id})) {
+    // Its records are in the spool: it already ran (or started) here, e.g. before a
+    // restart, and the control plane requeued it meanwhile. Never run a job twice; its
+    // log and completion are being delivered.
+    log::warn("agent", "job " + job->id + " already ran on this agent; not running it again");
+    return;
+  }
   const std::string id = job->id;  // *job is moved into the thread below
   running_[id] = control;
   job_threads_.insert_or_assign(id, std::jthread([this, raw = std::move(raw), job = std::move(*job), agent_id = std::move(agent_id),
@@ -199,44 +366,17 @@ void Daemon::job_thread(Json raw, policies::Job job, std::string agent_id, std::
                   uploader_,
                   config_.agent.state_dir / "work",
                   filters_};
+  const StreamKey key{deps.agent_id, job.id};
   JobResult result = run_job(raw, job, deps, *control);
-  complete(result);
-  uploader_.forget(job.id);
   {
     std::lock_guard lock(mu_);
+    // Reported by the completer once the records are acknowledged; the slot is free now.
+    completions_[key] = Completion{key, result.status, result.last_seq, result.last_hash};
     running_.erase(job.id);
     finished_.push_back(job.id);
   }
   cv_.notify_all();
-}
-
-void Daemon::complete(const JobResult& r) {
-  // The log must be in the store before the job is reported complete.
-  const auto ack_deadline = Clock_::now() + (stopping_ ? std::chrono::seconds(10) : std::chrono::seconds(600));
-  if (!uploader_.wait_acked(r.job_id, r.last_seq, ack_deadline)) {
-    log::error("agent", "records of job " + r.job_id + " not acknowledged; completion not reported");
-    return;
-  }
-  CpClient client(client_options_, &hb_abort_);
-  Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(10), random_seed());
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    auto creds = session_.credentials(client);
-    if (creds) {
-      auto res = client.post("/v1/jobs/" + r.job_id + "/complete",
-                             Json{{"status", r.status}, {"last_seq", r.last_seq}, {"last_hash", r.last_hash}},
-                             creds->token, std::chrono::seconds(30));
-      if (res && res->status == 200) return;
-      if (res && res->status == 401) session_.invalidate(*creds);
-      if (res && (res->status == 404 || res->status == 409 || res->status == 400)) {
-        log::error("agent", "control plane refused completion of job " + r.job_id + ": HTTP " +
-                                std::to_string(res->status) + " " + res->body.substr(0, 200));
-        return;
-      }
-      if (!res) log::warn("agent", "completion of job " + r.job_id + " failed: " + res.error().message);
-    }
-    std::this_thread::sleep_for(backoff.next());
-  }
-  log::error("agent", "giving up reporting completion of job " + r.job_id);
+  spool_->wake();
 }
 
 void Daemon::acquire_loop() {
@@ -258,6 +398,7 @@ void Daemon::acquire_loop() {
       pause(backoff.next());
       continue;
     }
+    start_agent_stream(creds->agent_id);
     auto res = client.post("/v1/agents/" + creds->agent_id + "/jobs/acquire",
                            Json{{"capacity", capacity}, {"wait_s", config_.agent.poll_wait_s}}, creds->token,
                            std::chrono::seconds(config_.agent.poll_wait_s + 15));
@@ -303,6 +444,8 @@ void Daemon::shutdown() {
   bool drained = cv_.wait_for(lock, std::chrono::seconds(config_.agent.shutdown_grace_s), [&] { return running_.empty(); });
   if (!drained) {
     log::warn("agent", "grace period over: interrupting " + std::to_string(running_.size()) + " job(s)");
+    // A job blocked on a full spool must still be able to record its end.
+    spool_->lift_quota();
     for (auto& [_, control] : running_) {
       control->interrupted = true;
       control->cancel.cancel();
@@ -318,10 +461,30 @@ int Daemon::run() {
   std::jthread signals([this](std::stop_token st) { signal_loop(st); });
   log::info("agent", "starting " + config_.agent.name + " (" + std::to_string(catalog_.size()) + " runbooks, concurrency " +
                          std::to_string(config_.agent.concurrency) + ")");
+  replay();
   std::jthread uploader([this](std::stop_token st) { uploader_.run(st); });
+  std::jthread completer([this](std::stop_token st) { completer_loop(st); });
   std::jthread heartbeat([this](std::stop_token st) { heartbeat_loop(st); });
+  std::jthread checkpoints([this](std::stop_token st) { checkpoint_loop(st); });
   acquire_loop();
   shutdown();
+  {
+    std::lock_guard lock(mu_);
+    checkpoints.request_stop();
+  }
+  cv_.notify_all();
+  checkpoints.join();
+  // Every job has recorded its job.end: list them, then close this boot's stream.
+  if (auto r = agent_stream_.stop("shutdown"); !r) log::error("agent", "agent stream: " + r.error().message);
+  const auto drain = Clock_::now() + std::chrono::seconds(10);
+  completion_deadline_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(drain.time_since_epoch()).count();
+  uploader_.set_drain_deadline(drain);
+  {
+    std::lock_guard lock(mu_);
+    completer.request_stop();
+  }
+  cv_.notify_all();
+  completer.join();
   hb_abort_ = true;
   {
     // Under the lock, so the heartbeat thread cannot miss the stop between its
@@ -331,9 +494,9 @@ int Daemon::run() {
   }
   cv_.notify_all();
   heartbeat.join();
-  uploader_.set_drain_deadline(Clock_::now() + std::chrono::seconds(10));
   uploader.request_stop();
   uploader.join();
+  spool_->close();
   signals.request_stop();
   log::info("agent", "stopped");
   return 0;
@@ -374,7 +537,21 @@ int run_daemon(const Config& config, const Clock& clock) {
     log::error("agent", oauth.error().message);
     return 2;
   }
-  Daemon daemon(config, clock, std::move(*key), std::move(*catalog), std::move(*oauth));
+  auto spool_key = load_spool_key(config.agent.spool_key_file, config.agent.state_dir / "spool.key");
+  if (!spool_key) {
+    log::error("agent", spool_key.error().message);
+    return 1;
+  }
+  // Fail closed: a spool that does not authenticate is not silently discarded or
+  // re-used; the operator decides (docs/spool.md, "Recovery").
+  auto spool = Spool::open(SpoolOptions{.dir = config.agent.state_dir / "spool",
+                                        .key = *spool_key,
+                                        .max_bytes = config.agent.spool_max_bytes});
+  if (!spool) {
+    log::error("agent", "spool: " + spool.error().message);
+    return 1;
+  }
+  Daemon daemon(config, clock, std::move(*key), std::move(*catalog), std::move(*oauth), std::move(*spool));
   return daemon.run();
 }
 

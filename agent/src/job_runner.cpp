@@ -48,7 +48,11 @@ class Recorder {
       log::error("agent", "cannot create audit record: " + rec.error().message);
       return;
     }
-    sink_.append(*rec);
+    if (auto r = sink_.append(*rec); !r) {
+      // Only when the spool is closing or broken; the job's log is then incomplete and
+      // replay at the next start closes it.
+      log::error("agent", "cannot spool audit record of job " + rec->job + ": " + r.error().message);
+    }
   }
   [[nodiscard]] std::uint64_t count() const { return writer_.next_seq(); }
   [[nodiscard]] const std::string& last_hash() const { return writer_.last_hash(); }

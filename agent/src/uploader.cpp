@@ -1,5 +1,7 @@
 #include <delegate/agent/uploader.hpp>
 
+#include <limits>
+
 #include <delegate/agent/backoff.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/log.hpp>
@@ -15,161 +17,149 @@ std::uint64_t seed() {
   for (auto x : b) s = (s << 8) | x;
   return s;
 }
+
+std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 }  // namespace
 
-Uploader::Uploader(Session& session, ClientOptions options) : session_(session), options_(std::move(options)) {}
+Uploader::Uploader(Session& session, ClientOptions options, Spool& spool)
+    : session_(session), options_(std::move(options)), spool_(spool) {}
 
-void Uploader::append(const audit::Record& record) {
-  {
-    std::lock_guard lock(mu_);
-    jobs_[record.job].pending.emplace_back(record.seq, audit::to_json(record));
-  }
-  cv_.notify_all();
-}
+Result<void> Uploader::append(const audit::Record& record) { return spool_.append(record); }
 
-bool Uploader::wait_acked(const std::string& job, std::uint64_t last_seq, std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(mu_);
-  return cv_.wait_until(lock, deadline, [&] {
-    auto it = jobs_.find(job);
-    if (it == jobs_.end()) return false;
-    return it->second.refused || it->second.acked >= static_cast<std::int64_t>(last_seq);
-  }) && !jobs_[job].refused;
-}
-
-void Uploader::forget(const std::string& job) {
-  std::lock_guard lock(mu_);
-  auto it = jobs_.find(job);
-  if (it != jobs_.end() && it->second.pending.empty()) jobs_.erase(it);
+bool Uploader::wait_acked(const StreamKey& stream, std::uint64_t last_seq, std::chrono::steady_clock::time_point deadline) {
+  return spool_.wait_acked(stream, last_seq, deadline);
 }
 
 std::size_t Uploader::pending() const {
-  std::lock_guard lock(mu_);
   std::size_t n = 0;
-  for (const auto& [_, q] : jobs_) n += q.pending.size();
+  for (const auto& s : spool_.pending()) n += s.next_seq - static_cast<std::uint64_t>(s.acked + 1);
   return n;
 }
 
 void Uploader::set_drain_deadline(std::chrono::steady_clock::time_point deadline) {
-  {
-    std::lock_guard lock(mu_);
-    drain_deadline_ = deadline;
-  }
-  cv_.notify_all();
+  drain_deadline_ns_ = to_ns(deadline);
+  spool_.wake();
 }
 
-bool Uploader::send_batch(CpClient& client, const std::string& job) {
-  Json batch = Json::array();
-  std::uint64_t first = 0;
-  {
-    std::lock_guard lock(mu_);
-    auto& q = jobs_[job];
-    std::size_t bytes = 0;
-    for (const auto& [seq, rec] : q.pending) {
-      if (batch.empty()) first = seq;
-      bytes += 512 + (rec.contains("data") ? rec["data"].dump().size() : 0);
-      batch.push_back(rec);
-      if (batch.size() >= kMaxBatchRecords || bytes >= kMaxBatchBytes) break;
-    }
+Uploader::Outcome Uploader::send_batch(CpClient& client, const StreamInfo& stream) {
+  const std::string& job = stream.key.job;
+  if (stream.dead) {
+    // A refused stream that kept growing (its job was still running): set the new
+    // records aside too.
+    if (auto r = spool_.dead_letter(stream.key); !r) log::error("agent", "spool: " + r.error().message);
+    return Outcome::refused;
   }
-  if (batch.empty()) return true;
+  const std::uint64_t first = static_cast<std::uint64_t>(stream.acked + 1);
+  auto texts = spool_.read(stream.key, first, kMaxBatchRecords, kMaxBatchBytes);
+  if (!texts) {
+    log::error("agent", "cannot read spooled records of job " + job + ": " + texts.error().message);
+    return Outcome::transient;
+  }
+  if (texts->empty()) return Outcome::progress;
+  Json batch = Json::array();
+  for (const auto& t : *texts) {
+    auto j = Json::parse(t, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      log::error("agent", "spooled record of job " + job + " is not JSON");
+      return Outcome::transient;
+    }
+    batch.push_back(std::move(j));
+  }
   auto creds = session_.credentials(client);
   if (!creds) {
     log::warn("agent", "cannot upload records: " + creds.error().message);
-    return false;
+    return Outcome::transient;
   }
-  auto res = client.post("/v1/jobs/" + job + "/records", Json{{"records", batch}}, creds->token, std::chrono::seconds(30));
+  // The agent stream is keyed by agent at the control plane: "_agent" is not unique.
+  const std::string path = job == audit::kAgentStreamJob ? "/v1/agents/" + stream.key.agent + "/records"
+                                                         : "/v1/jobs/" + job + "/records";
+  auto res = client.post(path, Json{{"records", batch}}, creds->token, std::chrono::seconds(30));
   if (!res) {
     log::warn("agent", "record upload for job " + job + " failed: " + res.error().message);
-    return false;
+    return Outcome::transient;
   }
-  std::int64_t acked = -1;
-  bool refused = false;
   auto body = parse_json_strict(res->body);
   switch (res->status) {
     case 200:
-      if (body && body->is_object() && (*body)["acked_seq"].is_number_integer()) acked = (*body)["acked_seq"].get<std::int64_t>();
-      break;
+      if (body && body->is_object() && (*body)["acked_seq"].is_number_integer()) {
+        spool_.ack(stream.key, (*body)["acked_seq"].get<std::int64_t>());
+        return Outcome::progress;
+      }
+      log::warn("agent", "record upload for job " + job + ": malformed answer");
+      return Outcome::transient;
     case 409:
       // The store already holds everything below expected_seq.
       if (body && body->is_object() && (*body)["expected_seq"].is_number_integer()) {
-        acked = (*body)["expected_seq"].get<std::int64_t>() - 1;
+        const auto acked = (*body)["expected_seq"].get<std::int64_t>() - 1;
         if (acked < static_cast<std::int64_t>(first) - 1) {
           log::error("agent", "control plane lost records of job " + job + " before seq " + std::to_string(first) +
-                                  "; they can no longer be re-sent");
-          refused = true;
+                                  "; they were acknowledged and can no longer be re-sent");
+          break;
         }
+        spool_.ack(stream.key, acked);
+        return Outcome::progress;
       }
-      break;
+      log::warn("agent", "record upload for job " + job + ": 409 without expected_seq");
+      return Outcome::transient;
     case 401:
       session_.invalidate(*creds);
-      return false;
-    case 404:
-    case 422:
+      return Outcome::transient;
     case 400:
+    case 403:
+    case 404:
     case 413:
+    case 422:
       log::error("agent", "control plane refused records of job " + job + " (HTTP " + std::to_string(res->status) +
                               "): " + res->body.substr(0, 200));
-      refused = true;
       break;
     default:
       log::warn("agent", "record upload for job " + job + ": HTTP " + std::to_string(res->status));
-      return false;
+      return Outcome::transient;
   }
-  {
-    std::lock_guard lock(mu_);
-    auto& q = jobs_[job];
-    if (refused) {
-      q.refused = true;
-    } else if (acked >= 0) {
-      while (!q.pending.empty() && static_cast<std::int64_t>(q.pending.front().first) <= acked) q.pending.pop_front();
-      q.acked = std::max(q.acked, acked);
-    }
-    if (refused) q.pending.clear();
+  // Permanent refusal: keep the records (encrypted, outside the quota) and move on.
+  if (auto r = spool_.dead_letter(stream.key); !r) {
+    log::error("agent", "spool: " + r.error().message);
+    return Outcome::transient;
   }
-  cv_.notify_all();
-  return true;
+  return Outcome::refused;
 }
 
 void Uploader::run(std::stop_token stop) {
   CpClient client(options_, &abort_);
   Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(30), seed());
-  // Taking the lock before notifying closes the window between the waiter's predicate
-  // check and its wait; without it a stop could be missed and shutdown would hang.
-  std::stop_callback on_stop(stop, [this] {
-    { std::lock_guard lock(mu_); }
-    cv_.notify_all();
-  });
+  std::stop_callback on_stop(stop, [this] { spool_.wake(); });
+  std::uint64_t seen = 0;
+  auto drain_over = [&] {
+    return std::chrono::steady_clock::now().time_since_epoch() >= std::chrono::nanoseconds(drain_deadline_ns_.load());
+  };
   for (;;) {
-    std::vector<std::string> ready;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] {
-        if (stop.stop_requested()) return true;
-        for (const auto& [_, q] : jobs_) {
-          if (!q.pending.empty()) return true;
-        }
-        return false;
-      });
-      for (const auto& [job, q] : jobs_) {
-        if (!q.pending.empty()) ready.push_back(job);
-      }
-      if (stop.stop_requested() && (ready.empty() || std::chrono::steady_clock::now() >= drain_deadline_)) {
-        if (!ready.empty()) {
-          log::error("agent", "shutting down with unacknowledged audit records for " + std::to_string(ready.size()) + " job(s)");
-        }
-        return;
-      }
+    auto ready = spool_.pending();
+    if (ready.empty()) {
+      if (auto r = spool_.flush_meta(); !r) log::warn("agent", "spool metadata: " + r.error().message);
+      if (stop.stop_requested()) return;
+      seen = spool_.wait_change(seen, std::chrono::milliseconds(500));
+      continue;
+    }
+    if (stop.stop_requested() && drain_over()) {
+      log::warn("agent", "stopping with unacknowledged audit records of " + std::to_string(ready.size()) +
+                             " stream(s); they stay in the spool and are sent at the next start");
+      return;
     }
     bool all_ok = true;
-    for (const auto& job : ready) all_ok = send_batch(client, job) && all_ok;
+    for (const auto& s : ready) all_ok = send_batch(client, s) != Outcome::transient && all_ok;
+    if (auto r = spool_.flush_meta(); !r) log::warn("agent", "spool metadata: " + r.error().message);
     if (all_ok) {
       backoff.reset();
       continue;
     }
-    auto wait = backoff.next();
-    std::unique_lock lock(mu_);
-    auto until = std::min(std::chrono::steady_clock::now() + wait, drain_deadline_);
-    cv_.wait_until(lock, until, [&] { return stop.stop_requested() && std::chrono::steady_clock::now() >= drain_deadline_; });
+    // Jittered backoff; a stop with a passed drain deadline ends the wait early.
+    const auto until = std::chrono::steady_clock::now() + backoff.next();
+    while (std::chrono::steady_clock::now() < until && !(stop.stop_requested() && drain_over())) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      seen = spool_.wait_change(seen, std::min(left, std::chrono::milliseconds(200)));
+    }
   }
 }
 

@@ -121,5 +121,26 @@ TEST(Backoff, StaysWithinItsCapAndResets) {
   EXPECT_LE(b.next().count(), 100);
 }
 
+TEST(Config, SpoolAndCheckpointKeys) {
+  auto c = parse_config(kFull, {});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->agent.spool_max_bytes, 256ull << 20);
+  EXPECT_EQ(c->agent.checkpoint_interval_s, 10u);
+  EXPECT_TRUE(c->agent.spool_key_file.empty());
+  auto set = parse_config(with("  concurrency: 4\n", "  concurrency: 4\n  spool_key_file: /etc/delegate/spool.key\n"
+                                                      "  spool_max_bytes: 1048576\n  checkpoint_interval_s: 3\n"),
+                          {});
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_EQ(set->agent.spool_key_file, "/etc/delegate/spool.key");
+  EXPECT_EQ(set->agent.spool_max_bytes, 1048576u);
+  EXPECT_EQ(set->agent.checkpoint_interval_s, 3u);
+  EXPECT_FALSE(parse_config(with("  concurrency: 4\n", "  concurrency: 4\n  spool_max_bytes: 1000\n"), {}));
+  EXPECT_FALSE(parse_config(with("  concurrency: 4\n", "  concurrency: 4\n  spool_key_file: relative.key\n"), {}));
+  EXPECT_FALSE(parse_config(with("  concurrency: 4\n", "  concurrency: 4\n  checkpoint_interval_s: 0\n"), {}));
+  auto env = parse_config(kFull, {{"DELEGATE_AGENT_SPOOL_MAX_BYTES", "2097152"}});
+  ASSERT_TRUE(env);
+  EXPECT_EQ(env->agent.spool_max_bytes, 2097152u);
+}
+
 }  // namespace
 }  // namespace delegate::agent

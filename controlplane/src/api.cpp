@@ -148,6 +148,14 @@ Json job_for_admin(const JobRow& j) {
               {"updated_ms", j.updated_ms}};
 }
 
+Result<Ed25519PublicKey> agent_key(const AgentRow& agent) {
+  auto raw = base64_decode(agent.public_key);
+  if (!raw || raw->size() != 32) return fail(Errc::internal, "stored agent key is invalid");
+  Ed25519PublicKey key{};
+  std::copy(raw->begin(), raw->end(), key.begin());
+  return key;
+}
+
 Response internal_error(const Error& e) {
   log::error("controlplane", e.message);
   return error_response(http::status::internal_server_error, "internal error");
@@ -191,6 +199,12 @@ void Api::sweep() {
   }
 }
 
+void Api::grant_restart_grace() {
+  if (auto r = store_.extend_running_leases(now_ms() + config_.lease.count()); !r) {
+    log::error("controlplane", "cannot extend leases at start: " + r.error().message);
+  }
+}
+
 asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
   const auto parts = split_path(std::string_view(req.target().data(), req.target().size()));
   const auto method = req.method();
@@ -218,6 +232,7 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
 
   // Agent endpoints.
   const bool agent_call = (n == 4 && parts[1] == "agents" && parts[3] == "heartbeat") ||
+                          (n == 4 && parts[1] == "agents" && parts[3] == "records" && post) ||
                           (n == 5 && parts[1] == "agents" && parts[3] == "jobs" && parts[4] == "acquire") ||
                           (n == 4 && parts[1] == "jobs" && parts[3] == "records" && post) ||
                           (n == 4 && parts[1] == "jobs" && parts[3] == "complete");
@@ -229,6 +244,7 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
     (void)store_.touch_agent((*agent)->id, now_ms());
     if (parts[1] == "agents") {
       if (parts[2] != (*agent)->id) co_return error_response(http::status::forbidden, "token belongs to another agent");
+      if (n == 4 && parts[3] == "records") co_return agent_stream_records(req, **agent);
       if (n == 4) co_return heartbeat(req, **agent);
       co_return co_await acquire(req, **agent, client_fd);
     }
@@ -239,7 +255,8 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
   // Admin endpoints.
   const bool admin_call = (n == 2 && (parts[1] == "jobs" || parts[1] == "agents")) ||
                           (n == 3 && (parts[1] == "jobs" || parts[1] == "agents")) ||
-                          (n == 4 && parts[1] == "jobs" && (parts[3] == "records" || parts[3] == "cancel"));
+                          (n == 4 && parts[1] == "jobs" && (parts[3] == "records" || parts[3] == "cancel")) ||
+                          (n == 4 && parts[1] == "agents" && parts[3] == "records");
   if (!admin_call) co_return error_response(http::status::not_found, "no such endpoint");
   if (!is_admin(req)) co_return error_response(http::status::unauthorized, "admin token required");
   if (n == 2 && parts[1] == "jobs") {
@@ -257,6 +274,7 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
   }
   if (parts[3] == "records") {
     if (!get) co_return error_response(http::status::method_not_allowed, "use GET");
+    if (parts[1] == "agents") co_return export_agent_records(req, parts[2]);
     co_return export_records(req, parts[2]);
   }
   if (!post) co_return error_response(http::status::method_not_allowed, "use POST");
@@ -377,16 +395,39 @@ std::optional<Response> Api::agent_job_request(const Request& req, const AgentRo
 Response Api::records(const Request& req, const AgentRow& agent, const std::string& job_id) {
   JobRow job;
   Json body;
+  if (is_id(job_id)) {
+    // Records of a job that was requeued because nothing had arrived before its lease
+    // ran out (agent or control plane down): the agent did start it. Lease it back
+    // rather than refuse its log and let it run a second time. Ingest still checks
+    // every record against this agent's key.
+    auto claimed = store_.claim_requeued(job_id, agent.id, now_ms(), config_.lease.count());
+    if (!claimed) return internal_error(claimed.error());
+    if (*claimed) log::warn("controlplane", "job " + job_id + " was requeued but agent " + agent.id + " had started it; leased back");
+  }
   if (auto err = agent_job_request(req, agent, job_id, {"records"}, job, body)) return std::move(*err);
   auto it = body.find("records");
   if (it == body.end() || !it->is_array() || it->size() > kMaxRecordsPerBatch) {
     return error_response(http::status::bad_request, "\"records\" must be an array of at most 1000 records");
   }
-  auto raw_key = base64_decode(agent.public_key);
-  if (!raw_key || raw_key->size() != 32) return internal_error(Error{Errc::internal, "stored agent key is invalid"});
-  Ed25519PublicKey key{};
-  std::copy(raw_key->begin(), raw_key->end(), key.begin());
-  auto result = store_.ingest(job, key, *it);
+  auto key = agent_key(agent);
+  if (!key) return internal_error(key.error());
+  return ingest_answer(store_.ingest(job, *key, *it), job_id);
+}
+
+Response Api::agent_stream_records(const Request& req, const AgentRow& agent) {
+  auto body = body_object(req);
+  if (!body) return error_response(http::status::bad_request, body.error().message);
+  if (auto r = only_members(*body, {"records"}); !r) return error_response(http::status::bad_request, r.error().message);
+  auto it = body->find("records");
+  if (it == body->end() || !it->is_array() || it->size() > kMaxRecordsPerBatch) {
+    return error_response(http::status::bad_request, "\"records\" must be an array of at most 1000 records");
+  }
+  auto key = agent_key(agent);
+  if (!key) return internal_error(key.error());
+  return ingest_answer(store_.ingest_agent_stream(agent.id, *key, *it), "_agent of " + agent.id);
+}
+
+Response Api::ingest_answer(const Result<IngestResult>& result, const std::string& what) {
   if (!result) return internal_error(result.error());
   switch (result->status) {
     case IngestResult::Status::ok:
@@ -395,7 +436,7 @@ Response Api::records(const Request& req, const AgentRow& agent, const std::stri
       return json_response(http::status::conflict,
                            Json{{"error", "gap in records"}, {"expected_seq", result->expected_seq}});
     case IngestResult::Status::invalid:
-      log::warn("controlplane", "rejected records for job " + job_id + ": " + result->error);
+      log::warn("controlplane", "rejected records for job " + what + ": " + result->error);
       return error_response(http::status::unprocessable_entity, result->error);
   }
   return internal_error(Error{Errc::internal, "unreachable ingest status"});
@@ -482,6 +523,25 @@ Response Api::export_records(const Request& req, const std::string& job_id) {
   if (!job) return internal_error(job.error());
   if (!*job) return error_response(http::status::not_found, "no such job");
   auto recs = store_.records(job_id);
+  if (!recs) return internal_error(recs.error());
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::content_type, "application/x-ndjson");
+  std::string body;
+  for (const auto& r : *recs) {
+    body += r;
+    body += '\n';
+  }
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+Response Api::export_agent_records(const Request& req, const std::string& agent_id) {
+  if (!is_id(agent_id)) return error_response(http::status::not_found, "no such agent");
+  auto agent = store_.agent(agent_id);
+  if (!agent) return internal_error(agent.error());
+  if (!*agent) return error_response(http::status::not_found, "no such agent");
+  auto recs = store_.agent_records(agent_id);
   if (!recs) return internal_error(recs.error());
   Response res{http::status::ok, req.version()};
   res.set(http::field::content_type, "application/x-ndjson");

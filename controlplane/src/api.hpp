@@ -36,12 +36,17 @@ class Api {
   void notify_jobs();
   // Periodic: expire leases.
   void sweep();
+  // At start: running jobs get a fresh lease (see Store::extend_running_leases).
+  void grant_restart_grace();
 
  private:
   boost::asio::awaitable<Response> acquire(const Request& req, const AgentRow& agent, int client_fd);
   Response register_agent(const Request& req);
   Response heartbeat(const Request& req, const AgentRow& agent);
   Response records(const Request& req, const AgentRow& agent, const std::string& job_id);
+  Response agent_stream_records(const Request& req, const AgentRow& agent);
+  Response export_agent_records(const Request& req, const std::string& agent_id);
+  Response ingest_answer(const Result<IngestResult>& result, const std::string& what);
   Response complete(const Request& req, const AgentRow& agent, const std::string& job_id);
   Response create_job(const Request& req);
   Response get_job(const Request& req, const std::string& job_id);

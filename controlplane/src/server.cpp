@@ -205,8 +205,9 @@ void Server::run() {
     if (!ec) log::info("controlplane", "signal " + std::to_string(sig) + ": stopping");
     impl_->ioc.stop();
   });
-  // Requeue anything whose lease ran out while we were down.
-  impl_->api->sweep();
+  // Agents could not renew leases while we were down: give every running job one full
+  // lease from now before the sweeper may requeue or interrupt it.
+  impl_->api->grant_restart_grace();
   asio::co_spawn(impl_->ioc, impl_->accept_loop(), asio::detached);
   asio::co_spawn(impl_->ioc, impl_->sweeper(), asio::detached);
   impl_->ioc.run();

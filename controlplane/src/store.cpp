@@ -49,7 +49,16 @@ CREATE TABLE IF NOT EXISTS records (
   body TEXT NOT NULL,
   PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent_streams (
+  agent_id TEXT PRIMARY KEY,
+  next_seq INTEGER NOT NULL DEFAULT 0,
+  last_hash TEXT NOT NULL DEFAULT ''
+);
 )sql";
+
+// Agent streams share the records table under a key that no job id can take (job ids
+// never contain ':'), so one ingest path serves both.
+std::string agent_stream_key(const std::string& agent_id) { return "_agent:" + agent_id; }
 
 constexpr const char* kJobColumns =
     "id, runbook, params, incident, timeout_s, authorization, selector_tags, status, agent_id, "
@@ -309,25 +318,42 @@ Result<int> Store::expire_leases(std::int64_t now_ms) {
 }
 
 Result<IngestResult> Store::ingest(const JobRow& job, const Ed25519PublicKey& key, const Json& records) {
+  return ingest_stream(StreamRef{job.id, job.agent_id, job.id, false}, key, records);
+}
+
+Result<IngestResult> Store::ingest_agent_stream(const std::string& agent_id, const Ed25519PublicKey& key,
+                                                const Json& records) {
+  return ingest_stream(StreamRef{agent_stream_key(agent_id), agent_id, std::string(audit::kAgentStreamJob), true}, key,
+                       records);
+}
+
+Result<IngestResult> Store::ingest_stream(const StreamRef& ref, const Ed25519PublicKey& key, const Json& records) {
   IngestResult out;
   sql::Transaction tx(db_);
   if (!tx.began()) return fail(Errc::io, "cannot begin transaction");
   // Re-read inside the transaction: the caller's copy may be stale.
-  sql::Stmt cur(db_, "SELECT next_seq, last_hash FROM jobs WHERE id=?");
-  cur.bind(1, job.id);
-  auto row = cur.step();
-  if (!row) return std::unexpected(row.error());
-  if (!*row) return fail(Errc::not_found, "job not found");
-  std::int64_t next = cur.i64(0);
-  std::string prev = cur.text(1);
-  if (next == 0) prev = audit::genesis_prev(job.agent_id, job.id);
+  std::int64_t next = 0;
+  std::string prev;
+  {
+    sql::Stmt cur(db_, ref.agent_stream ? "SELECT next_seq, last_hash FROM agent_streams WHERE agent_id=?"
+                                        : "SELECT next_seq, last_hash FROM jobs WHERE id=?");
+    cur.bind(1, ref.agent_stream ? ref.agent : ref.job);
+    auto row = cur.step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row && !ref.agent_stream) return fail(Errc::not_found, "job not found");
+    if (*row) {
+      next = cur.i64(0);
+      prev = cur.text(1);
+    }
+  }
+  if (next == 0) prev = audit::genesis_prev(ref.agent, ref.job);
   // What the chain rules beyond a single record need: the previous ts and whether the
   // stream already ended.
   std::string last_ts;
   bool ended = false;
   if (next > 0) {
     sql::Stmt last(db_, "SELECT body FROM records WHERE job_id=? AND seq=?");
-    last.bind(1, job.id).bind(2, next - 1);
+    last.bind(1, ref.key).bind(2, next - 1);
     auto lr = last.step();
     if (!lr) return std::unexpected(lr.error());
     if (*lr) {
@@ -348,13 +374,19 @@ Result<IngestResult> Store::ingest(const JobRow& job, const Ed25519PublicKey& ke
   for (const auto& rj : records) {
     auto rec = audit::record_from_json(rj);
     if (!rec) return invalid("malformed record: " + rec.error().message);
-    if (rec->job != job.id || rec->agent != job.agent_id) {
+    if (rec->job != ref.job || rec->agent != ref.agent) {
       return invalid("record seq=" + std::to_string(rec->seq) + " belongs to another job or agent");
+    }
+    const bool agent_kind = rec->kind == audit::Kind::checkpoint || rec->kind == audit::Kind::agent_start ||
+                            rec->kind == audit::Kind::agent_stop;
+    if (agent_kind != ref.agent_stream) {
+      return invalid("record seq=" + std::to_string(rec->seq) + ": kind " + std::string(audit::to_string(rec->kind)) +
+                     " does not belong in this stream");
     }
     auto seq = static_cast<std::int64_t>(rec->seq);
     if (seq < next) {
       sql::Stmt have(db_, "SELECT hash FROM records WHERE job_id=? AND seq=?");
-      have.bind(1, job.id).bind(2, seq);
+      have.bind(1, ref.key).bind(2, seq);
       auto hr = have.step();
       if (!hr) return std::unexpected(hr.error());
       if (!*hr || have.text(0) != rec->hash) {
@@ -378,17 +410,46 @@ Result<IngestResult> Store::ingest(const JobRow& job, const Ed25519PublicKey& ke
     last_ts = rec->ts;
     ended = rec->kind == audit::Kind::job_end;
     sql::Stmt ins(db_, "INSERT INTO records (job_id, seq, hash, body) VALUES (?,?,?,?)");
-    ins.bind(1, job.id).bind(2, seq).bind(3, rec->hash).bind(4, audit::serialize(*rec));
+    ins.bind(1, ref.key).bind(2, seq).bind(3, rec->hash).bind(4, audit::serialize(*rec));
     if (auto r = ins.run(); !r) return std::unexpected(r.error());
     prev = rec->hash;
     ++next;
   }
-  sql::Stmt up(db_, "UPDATE jobs SET next_seq=?, last_hash=? WHERE id=?");
-  up.bind(1, next).bind(2, next > 0 ? prev : std::string()).bind(3, job.id);
-  if (auto r = up.run(); !r) return std::unexpected(r.error());
+  if (ref.agent_stream) {
+    sql::Stmt up(db_,
+                 "INSERT INTO agent_streams (agent_id, next_seq, last_hash) VALUES (?,?,?) "
+                 "ON CONFLICT(agent_id) DO UPDATE SET next_seq=excluded.next_seq, last_hash=excluded.last_hash");
+    up.bind(1, ref.agent).bind(2, next).bind(3, next > 0 ? prev : std::string());
+    if (auto r = up.run(); !r) return std::unexpected(r.error());
+  } else {
+    sql::Stmt up(db_, "UPDATE jobs SET next_seq=?, last_hash=? WHERE id=?");
+    up.bind(1, next).bind(2, next > 0 ? prev : std::string()).bind(3, ref.job);
+    if (auto r = up.run(); !r) return std::unexpected(r.error());
+  }
+  // Durable before the caller acknowledges anything (synchronous=FULL).
   if (auto r = tx.commit(); !r) return std::unexpected(r.error());
   out.acked_seq = next - 1;
   return out;
+}
+
+Result<bool> Store::claim_requeued(const std::string& job_id, const std::string& agent_id, std::int64_t now_ms,
+                                   std::int64_t lease_ms) {
+  sql::Stmt s(db_,
+              "UPDATE jobs SET status='running', agent_id=?, lease_expires_ms=?, updated_ms=? "
+              "WHERE id=? AND status='queued' AND next_seq=0 AND attempts>0");
+  s.bind(1, agent_id).bind(2, now_ms + lease_ms).bind(3, now_ms).bind(4, job_id);
+  if (auto r = s.run(); !r) return std::unexpected(r.error());
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<void> Store::extend_running_leases(std::int64_t until_ms) {
+  sql::Stmt s(db_, "UPDATE jobs SET lease_expires_ms=? WHERE status='running' AND lease_expires_ms < ?");
+  s.bind(1, until_ms).bind(2, until_ms);
+  return s.run();
+}
+
+Result<std::vector<std::string>> Store::agent_records(const std::string& agent_id) {
+  return records(agent_stream_key(agent_id));
 }
 
 Result<void> Store::complete(const std::string& job_id, const std::string& status, std::int64_t now_ms) {

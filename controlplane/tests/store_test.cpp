@@ -209,5 +209,78 @@ TEST_F(StoreTest, CancelFlagsRunningJobsAndCancelsQueuedOnes) {
   EXPECT_FALSE(*store_->request_cancel(*queued, 30));
 }
 
+TEST_F(StoreTest, AgentStreamIsStoredPerAgentWithTheSameChecksAsJobs) {
+  auto key = Ed25519PrivateKey::generate();
+  auto other_key = Ed25519PrivateKey::generate();
+  auto a = register_agent(*key);
+  auto b = register_agent(*other_key);
+  audit::ChainWriter wa(*key, clock_, a.id, "_agent");
+  audit::ChainWriter wb(*other_key, clock_, b.id, "_agent");
+  auto a0 = wa.append(audit::Kind::agent_start, Json{{"boot_id", std::string(32, 'a')}});
+  auto a1 = wa.append(audit::Kind::checkpoint, Json{{"boot_id", std::string(32, 'a')}, {"jobs", Json::array()}});
+  auto b0 = wb.append(audit::Kind::agent_start, Json{{"boot_id", std::string(32, 'b')}});
+  ASSERT_TRUE(a0 && a1 && b0);
+  // Same job id "_agent", different agents: two independent streams.
+  auto r = store_->ingest_agent_stream(a.id, key->public_key(), batch({*a0}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, IngestResult::Status::ok);
+  r = store_->ingest_agent_stream(b.id, other_key->public_key(), batch({*b0}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->acked_seq, 0);
+  // Idempotent re-send, then the next record; a gap answers the expected seq.
+  auto a2 = wa.append(audit::Kind::agent_stop, Json{{"boot_id", std::string(32, 'a')}, {"reason", "shutdown"}});
+  ASSERT_TRUE(a2);
+  r = store_->ingest_agent_stream(a.id, key->public_key(), batch({*a2}));
+  EXPECT_EQ(r->status, IngestResult::Status::gap);
+  EXPECT_EQ(r->expected_seq, 1);
+  r = store_->ingest_agent_stream(a.id, key->public_key(), batch({*a0, *a1, *a2}));
+  EXPECT_EQ(r->status, IngestResult::Status::ok);
+  EXPECT_EQ(r->acked_seq, 2);
+  EXPECT_EQ(store_->agent_records(a.id)->size(), 3u);
+  EXPECT_EQ(store_->agent_records(b.id)->size(), 1u);
+  // Another agent's key, another agent's records, or job kinds are refused.
+  audit::ChainWriter wb2(*other_key, clock_, b.id, "_agent", 1, b0->hash, b0->ts);
+  auto b1 = wb2.append(audit::Kind::checkpoint, Json{{"boot_id", "x"}, {"jobs", Json::array()}});
+  EXPECT_EQ(store_->ingest_agent_stream(b.id, key->public_key(), batch({*b1}))->status, IngestResult::Status::invalid);
+  EXPECT_EQ(store_->ingest_agent_stream(a.id, key->public_key(), batch({*b1}))->status, IngestResult::Status::invalid);
+  audit::ChainWriter wb3(*other_key, clock_, b.id, "_agent", 1, b0->hash, b0->ts);
+  auto wrong_kind = wb3.append(audit::Kind::output, Json{{"step", "s"}});
+  EXPECT_EQ(store_->ingest_agent_stream(b.id, other_key->public_key(), batch({*wrong_kind}))->status,
+            IngestResult::Status::invalid);
+  // And agent-stream kinds have no place in a job.
+  auto job = leased_job(a);
+  audit::ChainWriter wj(*key, clock_, a.id, job.id);
+  auto cp = wj.append(audit::Kind::checkpoint, Json{{"jobs", Json::array()}});
+  EXPECT_EQ(store_->ingest(job, key->public_key(), batch({*cp}))->status, IngestResult::Status::invalid);
+}
+
+TEST_F(StoreTest, RequeuedJobIsLeasedBackToTheAgentThatStartedIt) {
+  auto key = Ed25519PrivateKey::generate();
+  auto agent = register_agent(*key);
+  auto job = leased_job(agent);
+  ASSERT_EQ(*store_->expire_leases(60000), 1);
+  ASSERT_EQ(store_->job(job.id).value()->status, "queued");
+  auto claimed = store_->claim_requeued(job.id, agent.id, 70000, 30000);
+  ASSERT_TRUE(claimed);
+  EXPECT_TRUE(*claimed);
+  auto now = store_->job(job.id).value();
+  EXPECT_EQ(now->status, "running");
+  EXPECT_EQ(now->agent_id, agent.id);
+  EXPECT_FALSE(*store_->claim_requeued(job.id, agent.id, 70000, 30000));  // only from queued
+  NewJob fresh;
+  fresh.runbook = "never-leased";
+  auto id = store_->create_job(fresh, 1);
+  EXPECT_FALSE(*store_->claim_requeued(*id, agent.id, 70000, 30000));  // never started anywhere
+}
+
+TEST_F(StoreTest, RestartGraceExtendsRunningLeases) {
+  auto key = Ed25519PrivateKey::generate();
+  auto agent = register_agent(*key);
+  auto job = leased_job(agent);  // lease until 31000
+  ASSERT_TRUE(store_->extend_running_leases(100000));
+  EXPECT_EQ(*store_->expire_leases(90000), 0);
+  EXPECT_EQ(store_->job(job.id).value()->status, "running");
+}
+
 }  // namespace
 }  // namespace delegate::controlplane

@@ -204,9 +204,19 @@ void write_text(const fs::path& p, const std::string& text, unsigned mode) {
   fs::permissions(p, static_cast<fs::perms>(mode));
 }
 
-ControlPlane::ControlPlane(const fs::path& dir) : dir_(dir), port_(free_port()) {
+ControlPlane::ControlPlane(const fs::path& dir, int lease_s) : dir_(dir), port_(free_port()) {
   auto init = run({Bins::controlplane(), "init", "--dir", dir_.string(), "--listen", "127.0.0.1:" + std::to_string(port_)});
   if (init.exit_code != 0) throw std::runtime_error("controlplane init failed: " + init.err);
+  if (lease_s > 0) {
+    auto cfg = Json::parse(read_text(dir_ / "controlplane.json"));
+    cfg["lease_s"] = lease_s;
+    write_text(dir_ / "controlplane.json", cfg.dump(2), 0600);
+  }
+  start();
+}
+
+void ControlPlane::start() {
+  proc_.reset();
   proc_ = std::make_unique<Process>(std::vector<std::string>{Bins::controlplane(), "serve", "--dir", dir_.string()},
                                     dir_ / "controlplane.log");
   if (!eventually([&] {
@@ -216,6 +226,29 @@ ControlPlane::ControlPlane(const fs::path& dir) : dir_(dir), port_(free_port()) 
       })) {
     throw std::runtime_error("control plane did not come up: " + proc_->log_text());
   }
+}
+
+void ControlPlane::kill() {
+  proc_->signal(SIGKILL);
+  proc_->wait(std::chrono::seconds(30));
+}
+
+std::string ControlPlane::first_agent_id() {
+  auto r = admin_get("/v1/agents");
+  if (r.status != 200) return "";
+  auto agents = Json::parse(r.body)["agents"];
+  return agents.empty() ? "" : agents[0]["id"].get<std::string>();
+}
+
+std::vector<Json> ControlPlane::agent_records(const std::string& agent_id) {
+  auto r = admin_get("/v1/agents/" + agent_id + "/records");
+  std::vector<Json> out;
+  std::istringstream in(r.body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(Json::parse(line));
+  }
+  return out;
 }
 
 std::string ControlPlane::admin_token() const {

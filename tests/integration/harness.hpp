@@ -70,7 +70,11 @@ void write_text(const fs::path& p, const std::string& text, unsigned mode = 0644
 // A control plane initialised in its own directory and served on a free port.
 class ControlPlane {
  public:
-  explicit ControlPlane(const fs::path& dir);
+  // lease_s > 0 overrides the lease written by `init` (crash tests use short leases).
+  explicit ControlPlane(const fs::path& dir, int lease_s = 0);
+  // SIGKILL, no shutdown of any kind; start() serves the same directory and port again.
+  void kill();
+  void start();
   [[nodiscard]] const fs::path& dir() const { return dir_; }
   [[nodiscard]] std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
   [[nodiscard]] std::uint16_t port() const { return port_; }
@@ -82,6 +86,9 @@ class ControlPlane {
   // Waits until the job reaches a final status; returns it (or "" on timeout).
   std::string wait_final(const std::string& job_id, std::chrono::seconds timeout = std::chrono::seconds(60));
   [[nodiscard]] std::vector<Json> records(const std::string& job_id);
+  // The agent stream of the (first) registered agent; "" if none registered.
+  [[nodiscard]] std::string first_agent_id();
+  [[nodiscard]] std::vector<Json> agent_records(const std::string& agent_id);
   Process& process() { return *proc_; }
 
  private:

@@ -1,67 +1,64 @@
 #pragma once
-// Streams audit records to the control plane in batches, in seq order per job,
-// retrying with backoff until acknowledged. Idempotent by seq on the server side,
-// so a re-send after a lost answer is harmless.
+// Streams audit records from the on-disk spool to the control plane: per stream in seq
+// order, in batches, retrying with jittered exponential backoff until acknowledged.
+// Ingest is idempotent by seq, so a re-send after a lost answer (or after a restart) is
+// harmless and the store still holds each record exactly once.
 //
-// This version buffers unacknowledged records in memory only; the encrypted on-disk
-// spool (crash replay, disk quota back-pressure) plugs in behind RecordSink.
+// Answers: 200 {acked_seq} and 409 {expected_seq} move the acknowledgement forward;
+// 401 re-registers; 400/403/404/413/422 are permanent refusals: the stream's records are
+// moved to spool/dead/ (kept encrypted for the operator, logged) so that one refused job
+// never blocks the others or the spool quota. Anything else is transient.
 #include <atomic>
-#include <condition_variable>
 #include <chrono>
 #include <cstdint>
-#include <deque>
-#include <map>
-#include <mutex>
+#include <limits>
 #include <stop_token>
 #include <string>
 
 #include <delegate/agent/cp_client.hpp>
 #include <delegate/agent/session.hpp>
+#include <delegate/agent/spool.hpp>
 #include <delegate/audit/record.hpp>
 
 namespace delegate::agent {
 
-// Where a job's records go. append() must not lose a record it accepted.
+// Where a job's records go. append() returns once the record is durable (or failed);
+// it must not lose a record it accepted.
 class RecordSink {
  public:
   virtual ~RecordSink() = default;
-  virtual void append(const audit::Record& record) = 0;
+  [[nodiscard]] virtual Result<void> append(const audit::Record& record) = 0;
 };
 
 class Uploader final : public RecordSink {
  public:
-  Uploader(Session& session, ClientOptions options);
+  Uploader(Session& session, ClientOptions options, Spool& spool);
 
-  void append(const audit::Record& record) override;
+  // Spools the record (durable, may block on the quota).
+  [[nodiscard]] Result<void> append(const audit::Record& record) override;
 
-  // Blocks until every record of `job` up to `last_seq` is acknowledged. False on
-  // deadline, or when the control plane refused the job's records for good.
-  [[nodiscard]] bool wait_acked(const std::string& job, std::uint64_t last_seq,
+  // Blocks until every record of the stream up to `last_seq` is acknowledged. False on
+  // deadline, or when the control plane refused the stream's records for good.
+  [[nodiscard]] bool wait_acked(const StreamKey& stream, std::uint64_t last_seq,
                                 std::chrono::steady_clock::time_point deadline);
-  void forget(const std::string& job);
+  // Unacknowledged records in the spool.
   [[nodiscard]] std::size_t pending() const;
 
   // Thread body; returns when stop is requested and nothing is pending, or when stop is
-  // requested and `drain_deadline` (set by request_drain) passed.
+  // requested and the drain deadline (set_drain_deadline) passed. Unsent records stay
+  // in the spool for the next start.
   void run(std::stop_token stop);
   void set_drain_deadline(std::chrono::steady_clock::time_point deadline);
 
  private:
-  struct JobQueue {
-    std::deque<std::pair<std::uint64_t, Json>> pending;
-    std::int64_t acked = -1;
-    bool refused = false;
-  };
-  // One POST for one job's head of queue; returns false on a transient failure.
-  bool send_batch(CpClient& client, const std::string& job);
+  enum class Outcome { progress, transient, refused };
+  Outcome send_batch(CpClient& client, const StreamInfo& stream);
 
   Session& session_;
   ClientOptions options_;
+  Spool& spool_;
   std::atomic<bool> abort_{false};
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, JobQueue> jobs_;
-  std::chrono::steady_clock::time_point drain_deadline_ = std::chrono::steady_clock::time_point::max();
+  std::atomic<std::int64_t> drain_deadline_ns_{std::numeric_limits<std::int64_t>::max()};
 };
 
 }  // namespace delegate::agent

@@ -99,11 +99,32 @@ class Store {
   // signature are checked against the job's assigned agent key.
   [[nodiscard]] Result<IngestResult> ingest(const JobRow& job, const Ed25519PublicKey& key,
                                             const Json& records);
+  // The agent stream (job "_agent") of one agent, stored under that agent: the same
+  // checks as for jobs, plus only agent-stream kinds (and no agent-stream kind in jobs).
+  [[nodiscard]] Result<IngestResult> ingest_agent_stream(const std::string& agent_id, const Ed25519PublicKey& key,
+                                                         const Json& records);
+  [[nodiscard]] Result<std::vector<std::string>> agent_records(const std::string& agent_id);
+  // A job requeued because its lease expired before any record arrived, whose records
+  // now arrive signed by `agent_id`: that agent did start it. It is leased back to it
+  // rather than run a second time elsewhere. False when the job is not in that state.
+  [[nodiscard]] Result<bool> claim_requeued(const std::string& job_id, const std::string& agent_id,
+                                            std::int64_t now_ms, std::int64_t lease_ms);
+  // At start: leases of running jobs last at least until `until_ms`. Agents could not
+  // heartbeat while the control plane was down; that is no reason to give up on them.
+  [[nodiscard]] Result<void> extend_running_leases(std::int64_t until_ms);
   [[nodiscard]] Result<void> complete(const std::string& job_id, const std::string& status,
                                       std::int64_t now_ms);
   [[nodiscard]] Result<std::vector<std::string>> records(const std::string& job_id);
 
  private:
+  struct StreamRef {
+    std::string key;    // records.job_id
+    std::string agent;  // expected record agent
+    std::string job;    // expected record job
+    bool agent_stream;
+  };
+  [[nodiscard]] Result<IngestResult> ingest_stream(const StreamRef& ref, const Ed25519PublicKey& key,
+                                                   const Json& records);
   explicit Store(sqlite3* db) : db_(db) {}
   sqlite3* db_;
 };
