@@ -16,10 +16,12 @@ section() { printf '\n==== %s ====\n' "$*"; }
 section "fuzz: build (clang-16, libFuzzer + ASan/UBSan)"
 CXX=clang++-16 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDELEGATE_FUZZ=ON \
   -DDELEGATE_BUILD_TESTS=OFF >/dev/null
-FUZZERS=(job_parse_fuzz runbook_parse_fuzz record_parse_fuzz config_parse_fuzz jwt_parse_fuzz jwks_parse_fuzz)
+FUZZERS=(job_parse_fuzz runbook_parse_fuzz record_parse_fuzz config_parse_fuzz jwt_parse_fuzz jwks_parse_fuzz
+         seccomp_profile_fuzz)
 cmake --build build-fuzz -j"$JOBS" --target "${FUZZERS[@]}"
 for f in "${FUZZERS[@]}"; do
-  corpus="tests/fuzz/corpus/${f%_parse_fuzz}"
+  name="${f%_fuzz}"
+  corpus="tests/fuzz/corpus/${name%_parse}"
   work="$(mktemp -d)"
   cp -r "$corpus"/. "$work"/ 2>/dev/null || true
   section "fuzz: $f for ${FUZZ_SECONDS}s"

@@ -2,78 +2,55 @@
 
 #include <fcntl.h>
 #include <linux/seccomp.h>
-#include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
-#include <span>
+#include <set>
+#include <string>
+
+#include <delegate/sandbox/seccomp_profile.hpp>
 
 #include "unique_fd.hpp"
 
+// How a profile becomes BPF
+// -------------------------
+// Profile semantics: for each call, the most restrictive action among the matching
+// rules wins; when no rule matches, the default action applies. libseccomp cannot
+// express that in one filter when one syscall has rules with different actions: an
+// unconditional rule silently swallows every conditional rule of the same syscall
+// (whatever their action), and overlapping conditional rules are resolved by tree
+// order. Rules with the same action are simply ORed, which is exact.
+//
+// So each syscall whose rules all share one action goes into the base filter as is.
+// A syscall with mixed actions ("ioctl allowed, except TIOCSTI") is split:
+//   - the base filter (default: the profile's default action) gets all its rules as
+//     ALLOW, i.e. "some rule matched";
+//   - one extra filter per non-ALLOW action X (default ALLOW) gets its X rules.
+// The kernel runs every installed filter and keeps the most restrictive result
+// (Documentation/userspace-api/seccomp_filter.rst), which is exactly the semantics
+// above: when some rule matches the base says ALLOW and the extra filters contribute
+// the matching actions; when none matches the extra filters say ALLOW and the base
+// its default.
+//
+// Equal precedence (ERRNO with two errnos) is decided by the kernel in favour of the
+// filter installed last. Extra filters are installed in ascending action order, so the
+// larger errno wins; the base never ties with them (see above). The base goes in last,
+// so that the extra filters, which only touch mixed syscalls, are the ones in force
+// while the remaining prctl() calls are made.
 namespace delegate::sandbox {
 namespace {
 
-// Syscalls that answer EPERM in every builtin profile: everything Docker's default
-// profile never allows an unprivileged container (plus chroot, which Docker grants
-// with CAP_SYS_CHROOT but a step has no business using). Each name must be known to
-// libseccomp: an unknown name fails compile() instead of being skipped, so a typo here
-// can never silently open a hole. Names that libseccomp knows but the native
-// architecture lacks (e.g. iopl on arm64) are handled by libseccomp itself.
-constexpr const char* kDeniedEverywhere[] = {
-    // debugging / reading other processes' memory
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-    // mount family, old and new API
-    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
-    "fsconfig", "fsmount", "fspick", "mount_setattr",
-    // replacing or reconfiguring the kernel
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "bpf", "perf_event_open", "lookup_dcookie", "reboot", "swapon", "swapoff", "acct",
-    "quotactl", "syslog", "_sysctl", "sysfs", "ustat", "uselib", "nfsservctl", "vhangup",
-    // kernel keyrings are not namespaced
-    "keyctl", "add_key", "request_key",
-    // clocks are host-global
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    // raw port I/O
-    "iopl", "ioperm",
-    // namespaces (clone with CLONE_NEW* is handled by an argument filter below)
-    "setns", "unshare",
-    // historically a rich source of kernel bugs and of seccomp bypasses
-    "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
-    // file handles bypass path-based access checks
-    "open_by_handle_at", "name_to_handle_at",
-};
-
-// Process creation, denied by "strict" only.
-constexpr const char* kStrictProcessCreation[] = {"fork", "vfork", "clone"};
-
-// CLONE_NEW* flags as seen in clone()'s first argument on x86_64. CLONE_NEWTIME
-// (0x80) is omitted on purpose: in clone() those bits are the exit signal; a time
-// namespace can only be requested through clone3 (ENOSYS here) or unshare (EPERM).
-constexpr std::uint64_t kCloneNamespaceFlags[] = {
-    CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-    CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
-};
-
-// personality() values Docker allows: PER_LINUX, PER_LINUX32, UNAME26,
-// UNAME26|PER_LINUX32 and the 0xffffffff query. Must stay sorted.
-constexpr std::uint64_t kAllowedPersonalities[] = {0x0, 0x8, 0x20000, 0x20008, 0xffffffff};
-
-// Socket families a step without network access may not open.
-constexpr int kNetworkFamilies[] = {AF_INET, AF_INET6, AF_PACKET, AF_NETLINK};
-
-// ioctls that push input into a terminal (keystroke injection into the agent's tty).
-constexpr std::uint64_t kDeniedIoctls[] = {TIOCSTI, TIOCLINUX};
-
-constexpr std::uint64_t kLow32 = 0xffffffffull;
+using seccomp::Action;
+using seccomp::Cmp;
 
 struct CtxDeleter {
   void operator()(void* ctx) const noexcept { seccomp_release(ctx); }
@@ -82,73 +59,69 @@ using Ctx = std::unique_ptr<void, CtxDeleter>;
 
 std::string errno_text(int negative_errno) { return std::strerror(-negative_errno); }
 
-Result<int> resolve(const char* name) {
-  const int nr = seccomp_syscall_resolve_name(name);
-  if (nr == __NR_SCMP_ERROR) {
-    return fail(Errc::internal, std::string("seccomp: syscall name unknown to libseccomp: ") + name);
+std::uint32_t to_scmp(const seccomp::Verdict& v) {
+  switch (v.action) {
+    case Action::allow: return SCMP_ACT_ALLOW;
+    case Action::errno_ret: return SCMP_ACT_ERRNO(v.errno_ret);
+    case Action::kill_thread: return SCMP_ACT_KILL_THREAD;
+    case Action::kill_process: return SCMP_ACT_KILL_PROCESS;
+    case Action::trap: return SCMP_ACT_TRAP;
+    case Action::log: return SCMP_ACT_LOG;
   }
-  return nr;
+  return SCMP_ACT_KILL_PROCESS;  // not reached; fail closed
 }
 
-Result<void> add_rule(const Ctx& ctx, std::uint32_t action, const char* name,
-                      std::span<const scmp_arg_cmp> cmps = {}) {
-  auto nr = resolve(name);
-  if (!nr) return std::unexpected(nr.error());
-  const int rc = seccomp_rule_add_array(ctx.get(), action, *nr,
-                                        static_cast<unsigned>(cmps.size()), cmps.data());
-  if (rc < 0) {
-    return fail(Errc::internal,
-                std::string("seccomp: cannot add rule for ") + name + ": " + errno_text(rc));
+scmp_compare to_scmp(Cmp op) {
+  switch (op) {
+    case Cmp::ne: return SCMP_CMP_NE;
+    case Cmp::lt: return SCMP_CMP_LT;
+    case Cmp::le: return SCMP_CMP_LE;
+    case Cmp::eq: return SCMP_CMP_EQ;
+    case Cmp::ge: return SCMP_CMP_GE;
+    case Cmp::gt: return SCMP_CMP_GT;
+    case Cmp::masked_eq: return SCMP_CMP_MASKED_EQ;
   }
+  return _SCMP_CMP_MIN;  // not reached; libseccomp rejects it
+}
+
+struct FlatRule {
+  std::uint32_t action;
+  std::vector<scmp_arg_cmp> args;
+  std::string where;  // for messages
+};
+using RuleMap = std::map<int, std::vector<FlatRule>>;  // syscall number → rules
+
+Result<void> add_override(RuleMap& rules, const char* name, std::uint32_t action,
+                          std::vector<scmp_arg_cmp> args) {
+  const int nr = seccomp_syscall_resolve_name(name);
+  if (nr == __NR_SCMP_ERROR) return fail(Errc::internal, std::string("seccomp: unknown syscall ") + name);
+  rules[nr].push_back(FlatRule{action, std::move(args), std::string("network override: ") + name});
   return ok();
 }
 
-// libseccomp ANDs comparisons within one rule but refuses two on the same argument,
-// so "arg0 not in {a, b, …}" cannot be one rule. Instead the gaps between the allowed
-// values are covered by aligned power-of-two blocks, each one masked-equality rule
-// (the CIDR trick); rules with the same action are ORed.
-Result<void> deny_arg0_except(const Ctx& ctx, std::uint32_t action, const char* name,
-                              std::span<const std::uint64_t> allowed_sorted) {
-  auto deny_range = [&](std::uint64_t lo, std::uint64_t hi) -> Result<void> {
-    while (lo <= hi) {
-      unsigned k = 0;
-      while (k < 63) {
-        const std::uint64_t size = std::uint64_t{1} << (k + 1);
-        if ((lo & (size - 1)) != 0 || hi - lo < size - 1) break;
-        ++k;
-      }
-      const std::uint64_t size = std::uint64_t{1} << k;
-      const scmp_arg_cmp cmp{0, SCMP_CMP_MASKED_EQ, ~(size - 1), lo};
-      if (auto r = add_rule(ctx, action, name, std::span(&cmp, 1)); !r) return r;
-      if (hi - lo < size) break;  // the block reached hi (also avoids wrap-around)
-      lo += size;
-    }
-    return ok();
-  };
-  std::uint64_t next = 0;
-  for (const std::uint64_t v : allowed_sorted) {
-    if (v > next) {
-      if (auto r = deny_range(next, v - 1); !r) return r;
-    }
-    next = v + 1;
+Result<Ctx> new_ctx(std::uint32_t default_action) {
+  Ctx ctx(seccomp_init(default_action));
+  if (!ctx) return fail(Errc::internal, "seccomp_init failed");
+  // Only the native ABI is in the filter; i386 (int 0x80) and x32 calls are foreign
+  // architectures and kill the process rather than slipping past the rules.
+  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+      rc < 0) {
+    return fail(Errc::internal, "seccomp: cannot set bad-arch action: " + errno_text(rc));
   }
-  const scmp_arg_cmp above{0, SCMP_CMP_GT, allowed_sorted.back(), 0};
-  return add_rule(ctx, action, name, std::span(&above, 1));
+  // A binary tree keeps the cost of the common path logarithmic in the number of
+  // syscalls. Optional: an older libseccomp just produces a linear filter.
+  (void)seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  return ctx;
 }
 
-enum class Profile { default_profile, network, strict };
-
-Result<Profile> parse_profile(std::string_view name) {
-  if (name == "default") return Profile::default_profile;
-  if (name == "network") return Profile::network;
-  if (name == "strict") return Profile::strict;
-  if (name.find('/') != std::string_view::npos || name.find('.') != std::string_view::npos) {
-    // OCI/Docker-format profile files are a later issue; refusing beats guessing.
-    return fail(Errc::invalid_argument, "custom seccomp profile files are not supported yet");
-  }
-  return fail(Errc::invalid_argument,
-              "unknown seccomp profile '" + std::string(name) +
-                  "' (builtin profiles: default, network, strict)");
+Result<void> add_rule(const Ctx& ctx, std::uint32_t default_action, int nr, std::uint32_t action,
+                      const FlatRule& rule) {
+  // libseccomp refuses (EACCES) a rule that repeats the default; it is a no-op anyway.
+  if (action == default_action) return ok();
+  const int rc = seccomp_rule_add_array(ctx.get(), action, nr, static_cast<unsigned>(rule.args.size()),
+                                        rule.args.data());
+  if (rc < 0) return fail(Errc::invalid_argument, "seccomp: cannot add rule " + rule.where + ": " + errno_text(rc));
+  return ok();
 }
 
 Result<std::vector<sock_filter>> export_bpf(const Ctx& ctx) {
@@ -161,8 +134,14 @@ Result<std::vector<sock_filter>> export_bpf(const Ctx& ctx) {
   struct stat st {};
   if (::fstat(mem.get(), &st) != 0) return fail(Errc::io, std::string("fstat: ") + std::strerror(errno));
   const auto bytes = static_cast<std::size_t>(st.st_size);
-  if (bytes == 0 || bytes % sizeof(sock_filter) != 0 || bytes / sizeof(sock_filter) > BPF_MAXINSNS) {
+  if (bytes == 0 || bytes % sizeof(sock_filter) != 0) {
     return fail(Errc::internal, "seccomp: exported BPF program has an invalid size");
+  }
+  if (bytes / sizeof(sock_filter) > BPF_MAXINSNS) {
+    return fail(Errc::invalid_argument, "seccomp: the profile compiles to " +
+                                            std::to_string(bytes / sizeof(sock_filter)) +
+                                            " BPF instructions, more than the kernel's " +
+                                            std::to_string(BPF_MAXINSNS));
   }
   std::vector<sock_filter> out(bytes / sizeof(sock_filter));
   auto* dst = reinterpret_cast<char*>(out.data());
@@ -176,97 +155,119 @@ Result<std::vector<sock_filter>> export_bpf(const Ctx& ctx) {
   return out;
 }
 
+// Resolves names (checking them against libseccomp's table, also in entries that do
+// not apply here, so a typo never hides behind an includes clause) and flattens the
+// applicable entries into per-syscall rules.
+Result<RuleMap> flatten(const seccomp::Profile& profile) {
+  const seccomp::Host host = seccomp::current_host();
+  RuleMap rules;
+  for (const seccomp::Rule& rule : profile.syscalls) {
+    std::vector<int> numbers;
+    for (std::size_t i = 0; i < rule.names.size(); ++i) {
+      const int nr = seccomp_syscall_resolve_name(rule.names[i].c_str());
+      if (nr == __NR_SCMP_ERROR) {
+        return fail(Errc::parse, "seccomp profile " + profile.source + ": " + rule.where(i) +
+                                     ": unknown syscall \"" + rule.names[i] + "\"");
+      }
+      numbers.push_back(nr);
+    }
+    if (!seccomp::rule_applies(rule, host)) continue;
+    std::vector<scmp_arg_cmp> args;
+    for (const seccomp::Arg& a : rule.args) {
+      args.push_back(scmp_arg_cmp{a.index, to_scmp(a.op), a.value, a.value_two});
+    }
+    for (std::size_t i = 0; i < numbers.size(); ++i) {
+      rules[numbers[i]].push_back(FlatRule{to_scmp(rule.verdict), args,
+                                           profile.source + " " + rule.where(i) + " (" + rule.names[i] + ")"});
+    }
+  }
+  return rules;
+}
+
 }  // namespace
 
 Result<SeccompProgram> SeccompProgram::compile(std::string_view profile_name,
                                                const SeccompOptions& options) {
-  auto profile = parse_profile(profile_name);
+  auto profile = seccomp::load_profile(profile_name);
   if (!profile) return std::unexpected(profile.error());
+  return compile(*profile, options);
+}
 
-  // Seams for later issues (OCI profiles, allow-lists) go here: the profile becomes
-  // data, this function stays the one place that talks to libseccomp.
-  bool deny_process_creation = false;
-  bool deny_all_sockets = false;
-  switch (*profile) {
-    case Profile::default_profile:
-    case Profile::network:
-      break;
-    case Profile::strict:
-      deny_process_creation = true;
-      deny_all_sockets = true;
-      break;
-  }
+Result<SeccompProgram> SeccompProgram::compile(const seccomp::Profile& profile,
+                                               const SeccompOptions& options) {
+  auto rules = flatten(profile);
+  if (!rules) return std::unexpected(rules.error());
 
-  Ctx ctx(seccomp_init(SCMP_ACT_ALLOW));
-  if (!ctx) return fail(Errc::internal, "seccomp_init failed");
-  // Only the native ABI is in the filter; i386 (int 0x80) and x32 calls are foreign
-  // architectures and kill the process rather than slipping past the rules.
-  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-      rc < 0) {
-    return fail(Errc::internal, "seccomp: cannot set bad-arch action: " + errno_text(rc));
-  }
-  // A binary tree keeps the cost of the (allowed) common path logarithmic in the number
-  // of rules. Optional: an older libseccomp just produces a linear filter.
-  (void)seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
-
-  const std::uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
-  for (const char* name : kDeniedEverywhere) {
-    if (auto r = add_rule(ctx, eperm, name); !r) return std::unexpected(r.error());
-  }
-  // ENOSYS, not EPERM: glibc then falls back to clone(), whose flags we can inspect
-  // (clone3 passes them in memory, out of seccomp's reach).
-  if (auto r = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3"); !r) return std::unexpected(r.error());
-
-  if (deny_process_creation) {
-    for (const char* name : kStrictProcessCreation) {
-      if (auto r = add_rule(ctx, eperm, name); !r) return std::unexpected(r.error());
+  if (!options.network) {
+    // Defence in depth next to the launcher's empty network namespace, whatever the
+    // profile allows. A plain 64-bit "!= AF_UNIX" also refuses AF_UNIX with garbage in
+    // the upper half (which the kernel would truncate away): harmless, and one rule.
+    const std::uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+    if (auto r = add_override(*rules, "socket", eperm, {scmp_arg_cmp{0, SCMP_CMP_NE, AF_UNIX, 0}}); !r) {
+      return std::unexpected(r.error());
     }
-  } else {
-    for (const std::uint64_t flag : kCloneNamespaceFlags) {
-      const scmp_arg_cmp cmp{0, SCMP_CMP_MASKED_EQ, flag, flag};
-      if (auto r = add_rule(ctx, eperm, "clone", std::span(&cmp, 1)); !r) {
-        return std::unexpected(r.error());
+    // io_uring can open sockets (IORING_OP_SOCKET) without calling socket().
+    if (auto r = add_override(*rules, "io_uring_setup", eperm, {}); !r) return std::unexpected(r.error());
+  }
+
+  const std::uint32_t default_action = to_scmp(profile.default_verdict);
+  auto base = new_ctx(default_action);
+  if (!base) return std::unexpected(base.error());
+  std::map<std::uint32_t, Ctx> extra;  // action → filter with default ALLOW
+  for (const auto& [nr, list] : *rules) {
+    std::set<std::uint32_t> actions;
+    for (const FlatRule& r : list) actions.insert(r.action);
+    for (const FlatRule& r : list) {
+      if (actions.size() == 1) {
+        if (auto a = add_rule(*base, default_action, nr, r.action, r); !a) return std::unexpected(a.error());
+        continue;
       }
-    }
-  }
-
-  if (auto r = deny_arg0_except(ctx, eperm, "personality", kAllowedPersonalities); !r) {
-    return std::unexpected(r.error());
-  }
-
-  // The kernel truncates ioctl's request and socket's family to 32 bits, so only the
-  // low half is compared: garbage in the upper half must not bypass the rule.
-  for (const std::uint64_t request : kDeniedIoctls) {
-    const scmp_arg_cmp cmp{1, SCMP_CMP_MASKED_EQ, kLow32, request};
-    if (auto r = add_rule(ctx, eperm, "ioctl", std::span(&cmp, 1)); !r) return std::unexpected(r.error());
-  }
-  if (deny_all_sockets) {
-    if (auto r = add_rule(ctx, eperm, "socket"); !r) return std::unexpected(r.error());
-  } else if (!options.network) {
-    for (const int family : kNetworkFamilies) {
-      const scmp_arg_cmp cmp{0, SCMP_CMP_MASKED_EQ, kLow32, static_cast<std::uint64_t>(family)};
-      if (auto r = add_rule(ctx, eperm, "socket", std::span(&cmp, 1)); !r) {
-        return std::unexpected(r.error());
+      if (auto a = add_rule(*base, default_action, nr, SCMP_ACT_ALLOW, r); !a) return std::unexpected(a.error());
+      if (r.action == SCMP_ACT_ALLOW) continue;
+      auto it = extra.find(r.action);
+      if (it == extra.end()) {
+        auto ctx = new_ctx(SCMP_ACT_ALLOW);
+        if (!ctx) return std::unexpected(ctx.error());
+        it = extra.emplace(r.action, std::move(*ctx)).first;
       }
+      if (auto a = add_rule(it->second, SCMP_ACT_ALLOW, nr, r.action, r); !a) return std::unexpected(a.error());
     }
   }
 
-  auto bpf = export_bpf(ctx);
-  if (!bpf) return std::unexpected(bpf.error());
   SeccompProgram program;
-  program.filter_ = std::move(*bpf);
+  for (const auto& [action, ctx] : extra) {
+    auto bpf = export_bpf(ctx);
+    if (!bpf) return std::unexpected(bpf.error());
+    program.filters_.push_back(std::move(*bpf));
+  }
+  auto bpf = export_bpf(*base);
+  if (!bpf) return std::unexpected(bpf.error());
+  program.filters_.push_back(std::move(*bpf));
+  // The kernel's limit over all filters of a task, counting 4 instructions of overhead
+  // per filter (MAX_INSNS_PER_PATH).
+  if (program.instruction_count() + 4 * program.filters_.size() > 32768) {
+    return fail(Errc::invalid_argument, "seccomp: the profile compiles to too many BPF instructions");
+  }
   return program;
+}
+
+std::size_t SeccompProgram::instruction_count() const {
+  std::size_t n = 0;
+  for (const auto& f : filters_) n += f.size();
+  return n;
 }
 
 int SeccompProgram::install() const noexcept {
   // An empty (default-constructed) program must never mean "no filter".
-  if (filter_.empty()) return -EINVAL;
-  // Built on the stack rather than stored: a stored pointer into filter_ would dangle
-  // in a copied SeccompProgram.
-  sock_fprog prog{};
-  prog.len = static_cast<unsigned short>(filter_.size());
-  prog.filter = const_cast<sock_filter*>(filter_.data());
-  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return -errno;
+  if (filters_.empty()) return -EINVAL;
+  for (const auto& filter : filters_) {
+    // Built on the stack rather than stored: a stored pointer into filters_ would
+    // dangle in a copied SeccompProgram.
+    sock_fprog prog{};
+    prog.len = static_cast<unsigned short>(filter.size());
+    prog.filter = const_cast<sock_filter*>(filter.data());
+    if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return -errno;
+  }
   return 0;
 }
 

@@ -83,7 +83,11 @@ TEST(SandboxRunCli, SignalAndNotFoundAndTimeout) {
 TEST(SandboxRunCli, NetworkFlag) {
   const std::string probe = testing::prober();
   EXPECT_EQ(run_cli({"--", probe, "socket_inet"}).out, "socket_inet errno=1\n");
-  EXPECT_EQ(run_cli({"--network", "--", probe, "socket_inet"}).out, "socket_inet errno=0\n");
+  // The flag only lifts the override: the default profile has no IP sockets.
+  EXPECT_EQ(run_cli({"--network", "--", probe, "socket_inet"}).out, "socket_inet errno=1\n");
+  EXPECT_EQ(run_cli({"--profile", "network", "--", probe, "socket_inet"}).out, "socket_inet errno=1\n");
+  EXPECT_EQ(run_cli({"--profile=network", "--network", "--", probe, "socket_inet"}).out,
+            "socket_inet errno=0\n");
   EXPECT_EQ(run_cli({"--profile", "strict", "--network", "--", probe, "socket_inet"}).out,
             "socket_inet errno=1\n");
 }
@@ -123,7 +127,10 @@ TEST(SandboxRunCli, SetupErrorsAreOneLineAndExit125) {
   }
   EXPECT_NE(run_cli({"--ro", "/nonexistent/delegate-path", "--", "true"}).err.find("/nonexistent/delegate-path"),
             std::string::npos);
+  EXPECT_NE(run_cli({"--profile", "./nonexistent.json", "--", "true"}).err.find("nonexistent.json"),
+            std::string::npos);
 }
+
 
 TEST(SandboxRunCli, BindMountsAndHiddenPaths) {
   const auto dir = std::filesystem::path("/var/tmp") / ("delegate-cli-" + std::to_string(::getpid()));
@@ -145,6 +152,28 @@ TEST(SandboxRunCli, BindMountsAndHiddenPaths) {
   r = run_cli({"--", "cat", (dir / "secret").string()});
   EXPECT_EQ(r.out, "s3cr3t");
   std::filesystem::remove_all(dir);
+}
+
+
+TEST(SandboxRunCli, ProfileFile) {
+  const testing::TempDir dir;
+  const std::string good = dir.write("good.json", R"({"defaultAction": "SCMP_ACT_ALLOW",
+      "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]})");
+  const std::string probe = testing::prober();
+  const auto r = run_cli({"--profile", good, "--", probe, "getpid"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "getpid errno=13\n");
+
+  const std::string bad = dir.write("bad.json", R"({"defaultAction": "SCMP_ACT_ALLOW",
+      "syscalls": [{"names": ["getpid", "fooo"], "action": "SCMP_ACT_ALLOW"}]})");
+  const auto b = run_cli({"--profile", bad, "--", "true"});
+  EXPECT_EQ(b.status, 125);
+  EXPECT_EQ(b.err, "sandbox-run: seccomp profile " + bad + ": syscalls[0].names[1]: unknown syscall \"fooo\"\n");
+  const std::string bad_action = dir.write("bad2.json", R"({"defaultAction": "SCMP_ACT_NOTIFY"})");
+  const auto b2 = run_cli({"--profile", bad_action, "--", "true"});
+  EXPECT_EQ(b2.status, 125);
+  EXPECT_EQ(b2.err, "sandbox-run: seccomp profile " + bad_action +
+                        ": defaultAction: action \"SCMP_ACT_NOTIFY\" is not supported\n");
 }
 
 TEST(SandboxRunCli, Help) {

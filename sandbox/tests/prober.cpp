@@ -2,8 +2,11 @@
 // nothing happens (invalid arguments, nonexistent paths, pids or fds), then prints
 // "NAME errno=<N>" (0 = the call succeeded) and exits 0. Exit 2 for an unknown NAME.
 // The sandbox tests compare the errno inside each seccomp profile against EPERM.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -28,6 +31,7 @@
 namespace {
 
 constexpr const char* kMissing = "/nonexistent/delegate-prober";
+constexpr long kPtraceAttach = 16;  // PTRACE_ATTACH, without <sys/ptrace.h>'s enum clash
 constexpr long kNoSuchPid = 0x3ffffff0;  // above pid_max's ceiling (4194304)
 
 long raw(long r) { return r < 0 ? errno : 0; }
@@ -47,6 +51,38 @@ long forked(long r) {
   return 0;
 }
 
+// socket() with the family as a raw 64-bit argument (the kernel truncates it to int).
+long open_socket_raw(unsigned long family, int type) {
+  const long fd = ::syscall(SYS_socket, family, type, 0);
+  if (fd < 0) return errno;
+  ::close(static_cast<int>(fd));
+  return 0;
+}
+
+// What an HTTP client does first: resolve (with AI_ADDRCONFIG, which makes glibc ask
+// the kernel for the configured address families over NETLINK_ROUTE) and connect.
+// Port 1 on loopback: ECONNREFUSED when everything is allowed.
+long http_client_steps() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const int rc = ::getaddrinfo("127.0.0.1", "1", &hints, &res);
+  if (rc != 0) return rc == EAI_SYSTEM ? errno : 1000 - rc;  // EAI_* are negative
+  const int fd = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+  if (fd < 0) {
+    const long err = errno;
+    ::freeaddrinfo(res);
+    return err;
+  }
+  const int c = ::connect(fd, res->ai_addr, res->ai_addrlen);
+  const long err = c == 0 ? 0 : errno;
+  ::close(fd);
+  ::freeaddrinfo(res);
+  return err;
+}
+
 long try_personality(unsigned long persona) {
   const int r = ::personality(persona);
   return r == -1 ? errno : 0;
@@ -56,6 +92,7 @@ const std::map<std::string, std::function<long()>>& probes() {
   static const std::map<std::string, std::function<long()>> table = {
       {"getpid", [] { return raw(::syscall(SYS_getpid)); }},
       {"ptrace", [] { return raw(::syscall(SYS_ptrace, 12 /*PTRACE_GETREGS*/, kNoSuchPid, 0, 0)); }},
+      {"ptrace_attach", [] { return raw(::syscall(SYS_ptrace, kPtraceAttach, kNoSuchPid, 0, 0)); }},
       {"process_vm_readv", [] {
          char b;
          iovec l{&b, 1}, r{&b, 1};
@@ -69,6 +106,35 @@ const std::map<std::string, std::function<long()>>& probes() {
       {"fsopen", [] { return raw(::syscall(SYS_fsopen, "delegate-no-such-fs", 0)); }},
       {"open_tree", [] { return raw(::syscall(SYS_open_tree, -1, kMissing, 0)); }},
       {"unshare", [] { return raw(::unshare(0)); }},  // no flags: a no-op if allowed
+      // A user namespace for this short-lived process only; gone when it exits.
+      {"unshare_newuser", [] { return raw(::unshare(CLONE_NEWUSER)); }},
+      {"move_mount", [] { return raw(::syscall(SYS_move_mount, -1, kMissing, -1, kMissing, 0)); }},
+      {"fspick", [] { return raw(::syscall(SYS_fspick, -1, kMissing, 0)); }},
+      {"mount_setattr", [] { return raw(::syscall(SYS_mount_setattr, -1, kMissing, 0, nullptr, 0)); }},
+      {"request_key", [] { return raw(::syscall(SYS_request_key, "", "", nullptr, 0)); }},
+      {"process_vm_writev", [] {
+         char b = 0;
+         iovec l{&b, 1}, r{&b, 1};
+         return raw(::syscall(SYS_process_vm_writev, kNoSuchPid, &l, 1, &r, 1, 0));
+       }},
+      {"name_to_handle_at", [] { return raw(::syscall(SYS_name_to_handle_at, -1, kMissing, nullptr, nullptr, 0)); }},
+      {"io_uring_enter", [] { return raw(::syscall(SYS_io_uring_enter, -1, 0, 0, 0, nullptr, 0)); }},
+      {"settimeofday", [] { return raw(::syscall(SYS_settimeofday, nullptr, nullptr)); }},  // no-op
+      {"openat", [] { return raw(::syscall(SYS_openat, AT_FDCWD, kMissing, O_RDONLY)); }},
+      {"socketpair_unix", [] {
+         int sv[2];
+         if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return static_cast<long>(errno);
+         ::close(sv[0]);
+         ::close(sv[1]);
+         return 0l;
+       }},
+      {"socket_alg", [] { return open_socket(AF_ALG, SOCK_SEQPACKET); }},
+      {"socket_vsock", [] { return open_socket(AF_VSOCK, SOCK_STREAM); }},
+      // AF_UNIX with garbage in the upper half: the kernel sees AF_UNIX.
+      {"socket_unix_highbits", [] { return open_socket_raw(0x100000000ul | AF_UNIX, SOCK_STREAM); }},
+      // AF_INET with garbage in the upper half must not slip past an AF_UNIX-only rule.
+      {"socket_inet_highbits", [] { return open_socket_raw(0x100000000ul | AF_INET, SOCK_STREAM); }},
+      {"http_client", [] { return http_client_steps(); }},
       {"setns", [] { return raw(::setns(-1, 0)); }},
       {"keyctl", [] { return raw(::syscall(SYS_keyctl, 0xffff, 0, 0, 0, 0)); }},
       {"add_key", [] { return raw(::syscall(SYS_add_key, "", "", nullptr, 0, 0)); }},
@@ -93,6 +159,8 @@ const std::map<std::string, std::function<long()>>& probes() {
       {"pidfd_getfd", [] { return raw(::syscall(SYS_pidfd_getfd, -1, 0, 0)); }},
       {"lookup_dcookie", [] { return raw(::syscall(SYS_lookup_dcookie, 0, nullptr, 0)); }},
       {"_sysctl", [] { return raw(::syscall(SYS__sysctl, nullptr)); }},
+      // fd -1 rather than stdin: the filter decides before the fd is looked at, and an
+      // unsandboxed run must never push a byte into the developer's terminal.
       {"tiocsti", [] {
          char c = 'x';
          return raw(::syscall(SYS_ioctl, -1, TIOCSTI, &c));
@@ -101,6 +169,10 @@ const std::map<std::string, std::function<long()>>& probes() {
       {"tiocsti_highbits", [] {
          char c = 'x';
          return raw(::syscall(SYS_ioctl, -1, 0x100000000ul | TIOCSTI, &c));
+       }},
+      {"tioclinux", [] {
+         char sub = 0;
+         return raw(::syscall(SYS_ioctl, -1, TIOCLINUX, &sub));
        }},
       {"ioctl_other", [] { return raw(::syscall(SYS_ioctl, -1, TCGETS, nullptr)); }},
       {"socket_unix", [] { return open_socket(AF_UNIX, SOCK_STREAM); }},

@@ -1,7 +1,11 @@
 #pragma once
 // Shared helpers for the sandbox tests.
 #include <gtest/gtest.h>
+#include <stdio.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -52,5 +56,60 @@ inline Captured run_argv(std::vector<std::string> argv, std::string_view profile
   spec.profile = std::string(profile);
   return run_capture(spec, compile_or_die(profile));
 }
+
+// "name errno=N" → N; -1 when the line is missing (the prober died).
+inline int parse_errno(const std::string& name, const std::string& out) {
+  const std::string prefix = name + " errno=";
+  const auto pos = out.find(prefix);
+  if (pos == std::string::npos) return -1;
+  return std::atoi(out.c_str() + pos + prefix.size());
+}
+
+inline int probe_sandboxed(const SeccompProgram& filter, const std::string& name) {
+  Spec spec;
+  spec.argv = {prober(), name};
+  const auto c = run_capture(spec, filter);
+  EXPECT_EQ(c.outcome.status, Status::exited) << name << ": " << c.outcome.error << c.err;
+  return parse_errno(name, c.out);
+}
+
+// The same probe outside any sandbox, to tell "denied by our filter" from "denied by the
+// host anyway" and to check that allowed calls behave exactly as without a filter.
+inline int probe_unsandboxed(const std::string& name) {
+  const std::string cmd = std::string(prober()) + " " + name + " 2>/dev/null";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (f == nullptr) return -1;
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, f) != nullptr) out += buf;
+  ::pclose(f);
+  return parse_errno(name, out);
+}
+
+// A private directory under TMPDIR, removed with its content.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "delegate-sandbox-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  // Writes `content` to `name` in the directory and returns the full path.
+  std::string write(const std::string& name, const std::string& content) const {
+    const auto file = path_ / name;
+    std::ofstream(file, std::ios::binary) << content;
+    return file.string();
+  }
+
+ private:
+  std::filesystem::path path_;
+};
 
 }  // namespace delegate::sandbox::testing

@@ -1,10 +1,10 @@
 #pragma once
 // Seccomp-BPF programs are compiled once in the parent with libseccomp and exported
 // as raw BPF, so the child only has to call prctl(): nothing allocates between fork
-// and exec.
+// and exec. Profiles are data (seccomp_profile.hpp, docs/seccomp.md).
 #include <linux/filter.h>
 
-#include <string>
+#include <cstddef>
 #include <string_view>
 #include <vector>
 
@@ -12,28 +12,38 @@
 
 namespace delegate::sandbox {
 
+namespace seccomp {
+struct Profile;
+}
+
 struct SeccompOptions {
-  // When false, socket() for AF_INET, AF_INET6, AF_PACKET and AF_NETLINK answers EPERM.
+  // When false, on top of any profile: socket() for any family but AF_UNIX and
+  // io_uring_setup() answer EPERM. True removes that override; it never allows a call
+  // the profile denies.
   bool network = false;
 };
 
 class SeccompProgram {
  public:
-  // Builtin profile names: "default" (deny what Docker's default profile never allows:
-  // ptrace, mount family, kexec, bpf, keyrings, modules, reboot, namespace creation, …),
-  // "network" (same as default with network allowed; the flag still wins when false),
-  // "strict" (default plus no process creation besides the exec'd program).
+  // `profile`: a builtin name ("default", "network", "strict") or the path of an
+  // OCI/Docker JSON profile (anything containing '/').
   [[nodiscard]] static Result<SeccompProgram> compile(std::string_view profile,
                                                       const SeccompOptions& options);
+  [[nodiscard]] static Result<SeccompProgram> compile(const seccomp::Profile& profile,
+                                                      const SeccompOptions& options);
 
-  // Installs the filter in the calling thread. Async-signal-safe: for use in the
+  // Installs the filters in the calling thread. Async-signal-safe: for use in the
   // child between fork and exec. Requires no_new_privs already set. Returns -errno.
   int install() const noexcept;
 
-  [[nodiscard]] std::size_t instruction_count() const { return filter_.size(); }
+  // Over all filters.
+  [[nodiscard]] std::size_t instruction_count() const;
+  // A profile whose rules give one syscall different actions compiles to more than one
+  // filter (see seccomp.cpp); the kernel applies the most restrictive answer.
+  [[nodiscard]] std::size_t filter_count() const { return filters_.size(); }
 
  private:
-  std::vector<sock_filter> filter_;
+  std::vector<std::vector<sock_filter>> filters_;
 };
 
 }  // namespace delegate::sandbox
