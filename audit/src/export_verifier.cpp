@@ -172,13 +172,20 @@ std::optional<RecordFault> ExportVerifier::check_agent_record(const Record& r) {
                           "checkpoint of boot " + cp->boot_id + " during boot " + boot_id_);
       }
       for (auto& job : cp->jobs) {
-        auto [at, fresh] = listed_at_.try_emplace(job.job, r.seq);
+        auto [at, fresh] = listed_at_.try_emplace(job.job, listed_.size());
         if (!fresh) {
+          const Listed& before = listed_[at->second];
+          // An agent killed between writing a checkpoint and persisting that it did
+          // lists the same jobs again after its restart. That repeats a claim without
+          // changing it, so it is accepted once per later boot and only if identical.
+          const bool same = before.job.records == job.records && before.job.last_hash == job.last_hash &&
+                            before.job.status == job.status;
+          if (same && before.boot_id != boot_id_) continue;
           return make_fault(Fault::duplicate, r.seq,
                             "job " + clip(job.job) + " already listed by the checkpoint at seq " +
-                                std::to_string(at->second));
+                                std::to_string(before.checkpoint_seq));
         }
-        listed_.push_back(Listed{std::move(job), r.seq});
+        listed_.push_back(Listed{std::move(job), r.seq, boot_id_});
       }
       return std::nullopt;
     }

@@ -2,6 +2,7 @@
 // Builds real signed exports for the export verifier tests: an agent stream
 // (agent.start, checkpoints, agent.stop) and job streams, all from ChainWriter with a
 // shared clock that advances one second per record.
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -61,7 +62,16 @@ class ExportBuilder {
   // Lists the jobs finished since the previous checkpoint.
   ExportBuilder& checkpoint() {
     add_agent(Kind::checkpoint, make_checkpoint_data(boot_, finished_));
+    last_listed_ = finished_;
     finished_.clear();
+    return *this;
+  }
+  // Lists the previous checkpoint's jobs again, as an agent killed right after writing
+  // a checkpoint does after its restart; `edit` may alter the repeated entries.
+  ExportBuilder& relist(const std::function<void(std::vector<FinishedJob>&)>& edit = {}) {
+    auto jobs = last_listed_;
+    if (edit) edit(jobs);
+    add_agent(Kind::checkpoint, make_checkpoint_data(boot_, jobs));
     return *this;
   }
   // A whole job: received, decision, step.start, two outputs, step.end, job.end.
@@ -110,6 +120,7 @@ class ExportBuilder {
   ChainWriter agent_;
   std::map<std::string, std::unique_ptr<ChainWriter>> writers_;
   std::vector<FinishedJob> finished_;
+  std::vector<FinishedJob> last_listed_;
   std::string boot_;
   Export out_;
 };

@@ -72,6 +72,26 @@ TEST_F(Tamper, AnyFileOrderAndRecordInterleavingVerifies) {
   EXPECT_EQ(verdicts.size(), 4u);
 }
 
+TEST_F(Tamper, IdenticalRelistingAfterARestartVerifies) {
+  ExportBuilder b(key);
+  b.start(kBoot1).run_job("job_a").checkpoint().start(kBoot2).relist().stop();
+  const auto verdicts = verify_text(b.done().text(), pub);
+  expect_ok(verdicts);
+  EXPECT_EQ(verdicts.size(), 2u);
+}
+
+TEST_F(Tamper, RelistingInTheSameBootIsADuplicate) {
+  ExportBuilder b(key);
+  b.start(kBoot1).run_job("job_a").checkpoint().relist().stop();
+  expect_fault(b.done().text(), Fault::duplicate, std::string(kAgentStreamJob), 2);
+}
+
+TEST_F(Tamper, RelistingWithOtherValuesIsADuplicate) {
+  ExportBuilder b(key);
+  b.start(kBoot1).run_job("job_a").checkpoint().start(kBoot2).relist([](auto& jobs) { jobs[0].records = 3; }).stop();
+  expect_fault(b.done().text(), Fault::duplicate, std::string(kAgentStreamJob), 3);
+}
+
 TEST_F(Tamper, RestartWithoutStopVerifies) {
   // A crash: the second agent.start follows without agent.stop, seq continues.
   ExportBuilder b(key);

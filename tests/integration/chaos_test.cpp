@@ -94,8 +94,11 @@ TEST(Chaos, JobsSurviveRepeatedControlPlaneAndAgentKills) {
   // with the count and hash of its job.end.
   const auto agent_id = cp.first_agent_id();
   auto stream_body = cp.admin_get("/v1/agents/" + agent_id + "/records").body;
-  auto sv = verify_body(tmp.path, "agent", stream_body, agent.pubkey);
-  EXPECT_EQ(sv.exit_code, 0) << sv.out << sv.err;
+  // The whole export at once: the verifier cross-checks every checkpoint against the
+  // jobs it lists, so a deleted or cut job would be caught here.
+  auto sv = verify_body(tmp.path, "export", stream_body + all, agent.pubkey);
+  EXPECT_EQ(sv.exit_code, 0) << sv.out.substr(0, 2000) << sv.err;
+  EXPECT_EQ(occurrences(sv.out, "OK "), ids.size() + 1);
   auto stream = cp.agent_records(agent_id);
   EXPECT_EQ(count_kind(stream, "agent.start"), static_cast<std::size_t>(agent_kills + 1));
   EXPECT_EQ(stream.back()["kind"], "agent.stop");

@@ -64,7 +64,11 @@ TEST(Crash, AgentKilledMidJobClosesItInterruptedAfterRestartAndNeverRunsItTwice)
       EXPECT_EQ(j["last_hash"], recs.back()["hash"]);
     }
   }
-  auto sv = verify_body(tmp.path, "agent", cp.admin_get("/v1/agents/" + agent_id + "/records").body, agent.pubkey);
+  // The agent stream with the job it lists: the verifier cross-checks the checkpoint.
+  auto sv = verify_body(tmp.path, "export",
+                        cp.admin_get("/v1/agents/" + agent_id + "/records").body +
+                            cp.admin_get("/v1/jobs/" + id + "/records").body,
+                        agent.pubkey);
   EXPECT_EQ(sv.exit_code, 0) << sv.out << sv.err;
 
   // Still exactly one execution after the lease would long have run out.

@@ -45,6 +45,7 @@ class ExportVerifier {
   struct Listed {
     FinishedJob job;
     std::uint64_t checkpoint_seq = 0;
+    std::string boot_id;
   };
 
   bool report(std::string job, RecordFault f);
@@ -66,7 +67,7 @@ class ExportVerifier {
   bool stopped_ = false;  // the current boot wrote agent.stop
   std::string boot_id_;   // boot id of the current boot
   std::vector<Listed> listed_;
-  std::map<std::string, std::uint64_t> listed_at_;  // job -> seq of the listing checkpoint
+  std::map<std::string, std::size_t> listed_at_;  // job -> index in listed_
 };
 
 // Verifies one input holding a whole export.
