@@ -7,27 +7,8 @@
 
 namespace delegate::agent {
 
-std::string new_boot_id() { return hex_encode(random_bytes(16)); }
-
-Json agent_start_data(const std::string& boot_id, const Ed25519PublicKey& key, const std::string& version,
-                      const std::string& hostname) {
-  return Json{{"boot_id", boot_id}, {"public_key", base64_encode(key)}, {"version", version}, {"hostname", hostname}};
-}
-
-Json agent_stop_data(const std::string& boot_id, const std::string& reason) {
-  return Json{{"boot_id", boot_id}, {"reason", reason}};
-}
-
-Json checkpoint_data(const std::string& boot_id, const std::vector<FinishedJob>& jobs) {
-  Json list = Json::array();
-  for (const auto& j : jobs) {
-    list.push_back(Json{{"job", j.job}, {"records", j.records}, {"last_hash", j.last_hash}, {"status", j.status}});
-  }
-  return Json{{"boot_id", boot_id}, {"jobs", list}};
-}
-
 AgentStream::AgentStream(const Ed25519PrivateKey& key, const Clock& clock, Spool& spool, std::string version)
-    : key_(key), clock_(clock), spool_(spool), version_(std::move(version)), boot_id_(new_boot_id()) {}
+    : key_(key), clock_(clock), spool_(spool), version_(std::move(version)), boot_id_(audit::new_boot_id()) {}
 
 bool AgentStream::started() const {
   std::lock_guard lock(mu_);
@@ -52,7 +33,7 @@ Result<void> AgentStream::start(const std::string& agent_id, const std::string& 
     writer_ = std::make_unique<audit::ChainWriter>(key_, clock_, agent_id, key.job);
   }
   agent_id_ = agent_id;
-  return append_locked(audit::Kind::agent_start, agent_start_data(boot_id_, key_.public_key(), version_, hostname));
+  return append_locked(audit::Kind::agent_start, audit::make_agent_start_data(boot_id_, base64_encode(key_.public_key()), version_, hostname));
 }
 
 Result<void> AgentStream::checkpoint_locked() {
@@ -71,7 +52,7 @@ Result<void> AgentStream::checkpoint_locked() {
     jobs.push_back(FinishedJob{s.key.job, s.next_seq, s.last_hash, s.status});
     keys.push_back(s.key);
   }
-  if (auto r = append_locked(audit::Kind::checkpoint, checkpoint_data(boot_id_, jobs)); !r) return r;
+  if (auto r = append_locked(audit::Kind::checkpoint, audit::make_checkpoint_data(boot_id_, jobs)); !r) return r;
   spool_.mark_checkpointed(keys);
   return ok();
 }
@@ -81,11 +62,11 @@ Result<void> AgentStream::checkpoint() {
   return checkpoint_locked();
 }
 
-Result<void> AgentStream::stop(const std::string& reason) {
+Result<void> AgentStream::stop() {
   std::lock_guard lock(mu_);
   if (!writer_) return ok();
   if (auto r = checkpoint_locked(); !r) return r;
-  return append_locked(audit::Kind::agent_stop, agent_stop_data(boot_id_, reason));
+  return append_locked(audit::Kind::agent_stop, audit::make_agent_stop_data(boot_id_));
 }
 
 }  // namespace delegate::agent

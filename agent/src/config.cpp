@@ -1,4 +1,5 @@
 #include <delegate/agent/config.hpp>
+#include <pwd.h>
 
 #include <yaml-cpp/yaml.h>
 
@@ -178,6 +179,21 @@ Result<void> apply(Config& c, const std::string& section, const std::string& key
     else return fail(Errc::invalid_argument, where + ": unknown key");
     return ok();
   }
+  if (section == "sandbox") {
+    if (key == "step_user") {
+      c.sandbox.step_user = value;
+    } else if (key == "allow_root_steps") {
+      auto b = parse_bool(value, where);
+      if (!b) return std::unexpected(b.error());
+      c.sandbox.allow_root_steps = *b;
+    } else if (key == "hide_paths") {
+      c.sandbox.hide_paths.clear();
+      for (const auto& p : split_csv(value)) c.sandbox.hide_paths.emplace_back(p);
+    } else {
+      return fail(Errc::invalid_argument, where + ": unknown key");
+    }
+    return ok();
+  }
   if (section == "auth") {
     if (key == "clock_skew_s") return u32(c.auth.clock_skew_s, 0, 600);
     if (key == "api_keys_file") {
@@ -217,9 +233,41 @@ Result<void> validate(const Config& c) {
   if (!c.agent.spool_key_file.empty() && !c.agent.spool_key_file.is_absolute()) {
     return fail(Errc::invalid_argument, "agent.spool_key_file: must be an absolute path");
   }
+  for (const auto& p : c.sandbox.hide_paths) {
+    if (!p.is_absolute()) return fail(Errc::invalid_argument, "sandbox.hide_paths: " + p.string() + " is not absolute");
+  }
   if (c.auth.api_keys_file.empty() && c.auth.oauth.empty()) {
     return fail(Errc::invalid_argument, "auth: configure api_keys_file and/or oauth issuers (no job could ever be authorised)");
   }
+  return ok();
+}
+
+// getpwnam_r: the configuration may load while other threads run.
+Result<void> resolve_step_user(Config::Sandbox& s) {
+  const std::string& u = s.step_user;
+  if (u.empty()) return fail(Errc::invalid_argument, "sandbox.step_user: must not be empty");
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  int rc = 0;
+  if (u.find_first_not_of("0123456789") == std::string::npos) {
+    auto uid = parse_u32(u, "sandbox.step_user", 1, 0xfffffffe);
+    if (!uid) return fail(Errc::invalid_argument, "sandbox.step_user: a numeric uid must be 1..4294967294 (not root)");
+    rc = ::getpwuid_r(*uid, &pw, buf.data(), buf.size(), &found);
+    if (rc != 0 || found == nullptr) {
+      // A uid without a passwd entry is fine for a sandbox account: its group is its uid.
+      s.step_uid = s.step_gid = *uid;
+      return ok();
+    }
+  } else {
+    rc = ::getpwnam_r(u.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (rc != 0 || found == nullptr) return fail(Errc::invalid_argument, "sandbox.step_user: unknown user \"" + u + "\"");
+  }
+  if (pw.pw_uid == 0) {
+    return fail(Errc::invalid_argument, "sandbox.step_user: must not be root (use allow_root_steps for runbooks that need it)");
+  }
+  s.step_uid = pw.pw_uid;
+  s.step_gid = pw.pw_gid;
   return ok();
 }
 
@@ -247,7 +295,7 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
   }
   try {
     if (!root.IsMap()) return fail(Errc::invalid_argument, "configuration must be a mapping");
-    if (auto r = only_keys(root, "", {"control_plane", "agent", "auth", "runbooks_dir"}); !r) return std::unexpected(r.error());
+    if (auto r = only_keys(root, "", {"control_plane", "agent", "sandbox", "auth", "runbooks_dir"}); !r) return std::unexpected(r.error());
     for (const auto& kv : root) {
       const auto section = kv.first.as<std::string>();
       const YAML::Node& node = kv.second;
@@ -265,6 +313,10 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
           c.agent.tags = *v;
+        } else if (section == "sandbox" && key == "hide_paths") {
+          auto v = get_strings(item.second, where);
+          if (!v) return std::unexpected(v.error());
+          c.sandbox.hide_paths.assign(v->begin(), v->end());
         } else if (section == "auth" && key == "oauth") {
           if (!item.second.IsSequence()) return fail(Errc::invalid_argument, where + ": must be a list");
           for (std::size_t i = 0; i < item.second.size(); ++i) {
@@ -287,7 +339,8 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
   // are errors, like unknown keys in the file.
   for (const auto& [name, value] : env) {
     static const std::pair<const char*, const char*> kSections[] = {
-        {"DELEGATE_CONTROL_PLANE_", "control_plane"}, {"DELEGATE_AGENT_", "agent"}, {"DELEGATE_AUTH_", "auth"}};
+        {"DELEGATE_CONTROL_PLANE_", "control_plane"}, {"DELEGATE_AGENT_", "agent"}, {"DELEGATE_SANDBOX_", "sandbox"},
+        {"DELEGATE_AUTH_", "auth"}};
     bool handled = false;
     for (const auto& [prefix, section] : kSections) {
       if (name.rfind(prefix, 0) != 0) continue;
@@ -299,6 +352,7 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
     if (!handled && name == "DELEGATE_RUNBOOKS_DIR") c.runbooks_dir = value;
   }
   if (auto r = validate(c); !r) return std::unexpected(r.error());
+  if (auto r = resolve_step_user(c.sandbox); !r) return std::unexpected(r.error());
   return c;
 }
 

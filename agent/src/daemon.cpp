@@ -51,6 +51,25 @@ struct Completion {
   std::string last_hash;
 };
 
+// What every step of this agent gets from local policy: its working-directory parent,
+// its user, whether root is allowed, and the agent's own files hidden from its view.
+connectors::StepContext step_base(const Config& c) {
+  connectors::StepContext ctx;
+  ctx.work_parent = c.agent.state_dir / "work";
+  ctx.step_user = sandbox::StepUser{c.sandbox.step_uid, c.sandbox.step_gid};
+  ctx.allow_root = c.sandbox.allow_root_steps;
+  std::vector<std::filesystem::path> hidden = {c.agent.state_dir, c.control_plane.enrollment_token_file,
+                                                c.auth.api_keys_file, c.agent.spool_key_file};
+  hidden.insert(hidden.end(), c.sandbox.hide_paths.begin(), c.sandbox.hide_paths.end());
+  for (const auto& p : hidden) {
+    std::error_code ec;
+    // Only what exists can be covered; a path created later is not the step's to see
+    // either, but there is nothing to mount over yet.
+    if (!p.empty() && std::filesystem::exists(p, ec)) ctx.hidden.push_back(std::filesystem::absolute(p));
+  }
+  return ctx;
+}
+
 class Daemon {
  public:
   Daemon(const Config& config, const Clock& clock, Ed25519PrivateKey key, policies::Catalog catalog,
@@ -65,7 +84,8 @@ class Daemon {
         client_options_{config_.control_plane.url, config_.control_plane.ca_file},
         uploader_(session_, client_options_, *spool_),
         agent_stream_(key_, clock_, *spool_, DELEGATE_VERSION),
-        api_keys_(config_.auth.api_keys_file) {}
+        api_keys_(config_.auth.api_keys_file),
+        step_base_(step_base(config_)) {}
 
   int run();
 
@@ -101,6 +121,7 @@ class Daemon {
   AgentStream agent_stream_;
   ApiKeyCache api_keys_;
   FilterCache filters_;
+  connectors::StepContext step_base_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> hb_abort_{false};
@@ -364,7 +385,7 @@ void Daemon::job_thread(Json raw, policies::Job job, std::string agent_id, std::
   RunnerDeps deps{key_, clock_, std::move(agent_id), catalog_, api_keys_.current(),
                   policies::AuthorizerOptions{.allow_inline = config_.agent.allow_inline, .oauth = oauth_->verifier()},
                   uploader_,
-                  config_.agent.state_dir / "work",
+                  step_base_,
                   filters_};
   const StreamKey key{deps.agent_id, job.id};
   JobResult result = run_job(raw, job, deps, *control);
@@ -475,7 +496,7 @@ int Daemon::run() {
   cv_.notify_all();
   checkpoints.join();
   // Every job has recorded its job.end: list them, then close this boot's stream.
-  if (auto r = agent_stream_.stop("shutdown"); !r) log::error("agent", "agent stream: " + r.error().message);
+  if (auto r = agent_stream_.stop(); !r) log::error("agent", "agent stream: " + r.error().message);
   const auto drain = Clock_::now() + std::chrono::seconds(10);
   completion_deadline_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(drain.time_since_epoch()).count();
   uploader_.set_drain_deadline(drain);

@@ -106,7 +106,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         status = control.interrupted ? "interrupted" : "cancelled";
         break;
       }
-      connectors::StepContext ctx{deps.work_parent};
+      connectors::StepContext ctx = deps.step_base;
       if (deadline != std::chrono::steady_clock::time_point::max()) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) {

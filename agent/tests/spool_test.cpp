@@ -577,7 +577,7 @@ TEST(AgentStream, ResumesOneChainAcrossRestartsAndCheckpointsFinishedJobs) {
     EXPECT_EQ(cp->data, (Json{{"boot_id", first_boot},
                               {"jobs", Json::array({Json{{"job", "job_a"}, {"records", 2}, {"last_hash", end.hash},
                                                          {"status", "succeeded"}}})}}));
-    ASSERT_TRUE(stream.stop("shutdown"));
+    ASSERT_TRUE(stream.stop());
   }
   auto spool = Spool::open(options(tmp.path));
   ASSERT_TRUE(spool);

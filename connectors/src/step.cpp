@@ -65,6 +65,39 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
   lim.memory_bytes = static_cast<std::uint64_t>(sb.memory_mb) << 20;
   lim.processes = sb.pids.value_or(64);
   lim.output_bytes = sb.output_kb.value_or(1024) * 1024;
+  lim.cpu_percent = sb.cpu_percent.value_or(100);
+
+  if (sb.root && !ctx.allow_root) {
+    return fail(Errc::permission, "step " + step.name +
+                                      " asks to run as root, which this agent's policy does not allow "
+                                      "(sandbox.allow_root_steps)");
+  }
+  auto& iso = spec.isolation;
+  iso.root = sb.root;
+  iso.user = ctx.step_user;
+  iso.allow_degraded = sb.allow_degraded;
+  // The agent's own files first, so a runbook cannot re-expose them with ro/rw (a later
+  // bind would sit on top): ro/rw below the hidden paths are refused.
+  for (const auto& h : ctx.hidden) iso.mounts.push_back({sandbox::BindMount::Kind::hidden, h});
+  auto under_hidden = [&](const std::filesystem::path& p) {
+    for (const auto& h : ctx.hidden) {
+      auto rel = p.lexically_normal().lexically_relative(h.lexically_normal());
+      if (!rel.empty() && *rel.begin() != "..") return true;
+    }
+    return false;
+  };
+  using Kind = sandbox::BindMount::Kind;
+  for (const auto& [paths, kind] : {std::pair{&sb.ro, Kind::read_only}, std::pair{&sb.rw, Kind::read_write},
+                                    std::pair{&sb.hide, Kind::hidden}}) {
+    for (const auto& p : *paths) {
+      if (kind != Kind::hidden && under_hidden(p)) {
+        return fail(Errc::permission, "step " + step.name + " mounts " + p + ", which the agent keeps hidden");
+      }
+      iso.mounts.push_back({kind, p});
+    }
+  }
+  auto plan = sandbox::plan_isolation(spec, sandbox::host_support());
+  if (!plan) return fail(plan.error().code, "step " + step.name + ": " + plan.error().message);
 
   Json argv = Json::array();
   for (const auto& a : spec.argv) argv.push_back(a);
@@ -80,7 +113,11 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                          {"memory_mb", sb.memory_mb},
                          {"pids", lim.processes},
                          {"output_bytes", lim.output_bytes},
-                         {"isolation", Json::array({"seccomp", "no_new_privs", "rlimits", "clean_env", "private_workdir"})}}}};
+                         {"cpu_percent", lim.cpu_percent},
+                         {"ro", sb.ro},
+                         {"rw", sb.rw},
+                         {"hide", sb.hide},
+                         {"isolation", sandbox::describe(*plan)}}}};
   return out;
 }
 

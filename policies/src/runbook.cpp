@@ -169,7 +169,8 @@ ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
 }
 
 StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
-  detail::ycheck_keys(n, path, {"profile", "network", "timeout_s", "memory_mb", "cpu_s", "pids", "output_kb"});
+  detail::ycheck_keys(n, path, {"profile", "network", "timeout_s", "memory_mb", "cpu_s", "pids", "output_kb",
+                                "cpu_percent", "root", "allow_degraded", "ro", "rw", "hide"});
   StepSandbox s;
   auto u32 = [&](const char* key, std::int64_t hi) {
     return static_cast<std::uint32_t>(detail::yint_range(n[key], ykey(path, key), 1, hi));
@@ -179,6 +180,26 @@ StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
     if (s.profile.empty()) yfail(ykey(path, "profile"), "must not be empty");
   }
   if (n["network"]) s.network = detail::ybool(n["network"], ykey(path, "network"));
+  // A step that asks for the network wants the profile that allows IP sockets, unless
+  // it names one itself.
+  if (s.network && !n["profile"]) s.profile = "network";
+  if (n["cpu_percent"]) s.cpu_percent = u32("cpu_percent", 100000);
+  if (n["root"]) s.root = detail::ybool(n["root"], ykey(path, "root"));
+  if (n["allow_degraded"]) s.allow_degraded = detail::ybool(n["allow_degraded"], ykey(path, "allow_degraded"));
+  for (const char* key : {"ro", "rw", "hide"}) {
+    if (!n[key]) continue;
+    const YAML::Node& list = n[key];
+    if (!list.IsSequence()) yfail(ykey(path, key), "must be a list of absolute paths");
+    auto& dst = std::string_view(key) == "ro" ? s.ro : std::string_view(key) == "rw" ? s.rw : s.hide;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const std::string where = ykey(path, key) + "[" + std::to_string(i) + "]";
+      auto p = detail::ystring(list[i], where);
+      // Paths are fixed by the runbook: a parameter must never choose what a step sees.
+      if (p.empty() || p.front() != '/') yfail(where, "must be an absolute path");
+      if (p.find(kRefOpen) != std::string::npos) yfail(where, "a mount path cannot be a parameter");
+      dst.push_back(std::move(p));
+    }
+  }
   if (n["timeout_s"]) s.timeout_s = u32("timeout_s", 86400);
   if (n["memory_mb"]) s.memory_mb = u32("memory_mb", 1 << 20);
   if (n["cpu_s"]) s.cpu_s = u32("cpu_s", 86400);

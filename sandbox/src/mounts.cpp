@@ -119,19 +119,11 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
            .optional = true});
   }
 
-  // The working directory, writable, at the same path as on the host.
+  // Binds and hidden paths first, the working directory last: it must stay visible even
+  // when it lies below a hidden path.
   const fs::path work(request.workdir);
   if (!work.is_absolute()) return fail(Errc::invalid_argument, "working directory must be absolute");
-  b.parents(work);
-  if (!under(work, "/tmp")) {
-    // Outside /tmp the read-only host view would show the other steps' directories next
-    // to this one: cover the parent so only this step's directory is visible.
-    b.fs_mount("tmpfs", neu + work.parent_path().string(), MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=4k");
-  }
-  b.mkdir(neu + request.workdir);
-  b.bind(old + request.workdir, neu + request.workdir, false);
-  b.attr(neu + request.workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false);
-
+  std::vector<std::string> hidden_dirs;
   for (const BindMount& m : request.binds) {
     std::error_code ec;
     if (!m.path.is_absolute()) {
@@ -164,8 +156,14 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
         break;
       case BindMount::Kind::hidden:
         if (inner.empty()) return fail(Errc::invalid_argument, "cannot hide the root");
+        // The mount point may be missing from the step's view (below its private /tmp).
+        b.parents(canon);
+        dir ? b.mkdir(neu + inner) : b.mkfile(neu + inner);
         if (dir) {
-          b.fs_mount("tmpfs", neu + inner, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "mode=0755,size=4k");
+          // Writable until the working directory's mount point is made (it may lie
+          // below, e.g. in the agent's hidden state_dir); read-only right after.
+          b.fs_mount("tmpfs", neu + inner, MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=4k");
+          hidden_dirs.push_back(neu + inner);
         } else {
           b.bind(old + "/dev/null", neu + inner, false);
           b.attr(neu + inner, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
@@ -173,6 +171,20 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
         break;
     }
   }
+
+  // The working directory, writable, at the same path as on the host.
+  b.parents(work);
+  if (!under(work, "/tmp")) {
+    // Outside /tmp the read-only host view would show the other steps' directories next
+    // to this one: cover the parent so only this step's directory is visible.
+    b.fs_mount("tmpfs", neu + work.parent_path().string(), MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=4k");
+    hidden_dirs.push_back(neu + work.parent_path().string());
+  }
+  b.mkdir(neu + request.workdir);
+  b.bind(old + request.workdir, neu + request.workdir, false);
+  b.attr(neu + request.workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false);
+
+  for (const auto& h : hidden_dirs) b.attr(h, MOUNT_ATTR_RDONLY, false);
 
   b.add({.op = MountOp::change_dir, .target = kNew});
   b.add({.op = MountOp::pivot_self});

@@ -5,7 +5,7 @@
 // jobs that finished since the previous checkpoint, so that deleting or truncating a
 // whole job's log is detectable one level up.
 //
-// Data formats (a contract shared with the verifier):
+// Data formats (built and parsed by <delegate/audit/checkpoint.hpp>):
 //   agent.start  {"boot_id","public_key","version","hostname"}
 //   agent.stop   {"boot_id","reason":"shutdown"}
 //   checkpoint   {"boot_id","jobs":[{"job","records","last_hash","status"}…]}
@@ -17,25 +17,15 @@
 
 #include <delegate/agent/spool.hpp>
 #include <delegate/audit/chain.hpp>
+#include <delegate/audit/checkpoint.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/json.hpp>
 #include <delegate/common/time.hpp>
 
 namespace delegate::agent {
 
-struct FinishedJob {
-  std::string job;
-  std::uint64_t records = 0;  // the job's record count (= job.end "records")
-  std::string last_hash;      // hash of the job's job.end record
-  std::string status;         // its final status
-};
-
-// 16 random bytes as 32 lowercase hex characters.
-[[nodiscard]] std::string new_boot_id();
-[[nodiscard]] Json agent_start_data(const std::string& boot_id, const Ed25519PublicKey& key,
-                                    const std::string& version, const std::string& hostname);
-[[nodiscard]] Json agent_stop_data(const std::string& boot_id, const std::string& reason);
-[[nodiscard]] Json checkpoint_data(const std::string& boot_id, const std::vector<FinishedJob>& jobs);
+// The data builders live in audit/checkpoint.hpp, next to the verifier that parses them.
+using audit::FinishedJob;
 
 class AgentStream {
  public:
@@ -49,7 +39,7 @@ class AgentStream {
   // nothing when there are none.
   [[nodiscard]] Result<void> checkpoint();
   // A final checkpoint, then agent.stop.
-  [[nodiscard]] Result<void> stop(const std::string& reason);
+  [[nodiscard]] Result<void> stop();
   [[nodiscard]] const std::string& boot_id() const { return boot_id_; }
 
  private:

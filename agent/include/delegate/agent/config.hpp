@@ -47,6 +47,19 @@ struct Config {
     std::uint64_t spool_max_bytes = 256ull << 20;  // spool quota; appends block (back-pressure) when reached
     std::uint32_t checkpoint_interval_s = 10;      // agent-stream checkpoints while jobs finish
   } agent;
+  struct Sandbox {
+    // The host account steps run as when the agent is root (name or numeric uid); it is
+    // resolved when the configuration loads, and an unknown user is an error.
+    std::string step_user = "nobody";
+    std::uint32_t step_uid = 65534;
+    std::uint32_t step_gid = 65534;
+    // Lets runbook steps that say `sandbox: {root: true}` run as uid 0 (in their own
+    // user namespace, without capabilities). Off: such steps fail closed.
+    bool allow_root_steps = false;
+    // Host paths covered in every step's view, in addition to the agent's own state_dir,
+    // configuration and key files, which are always hidden.
+    std::vector<std::filesystem::path> hide_paths;
+  } sandbox;
   struct Auth {
     std::uint32_t clock_skew_s = 60;
     std::vector<OAuthIssuerConfig> oauth;

@@ -10,6 +10,7 @@
 
 #include <delegate/agent/uploader.hpp>
 #include <delegate/common/crypto.hpp>
+#include <delegate/connectors/step.hpp>
 #include <delegate/common/json.hpp>
 #include <delegate/common/time.hpp>
 #include <delegate/policies/authorizer.hpp>
@@ -52,7 +53,8 @@ struct RunnerDeps {
   std::shared_ptr<const policies::ApiKeyStore> api_keys;
   policies::AuthorizerOptions authz;
   RecordSink& sink;
-  std::filesystem::path work_parent;
+  // Working-directory parent and the local sandbox policy (step user, hidden paths, root).
+  connectors::StepContext step_base;
   FilterCache& filters;
 };
 

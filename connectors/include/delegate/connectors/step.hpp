@@ -17,6 +17,11 @@ struct StepContext {
   std::filesystem::path work_parent;
   // Upper bound from the job's own deadline; the step's timeout_s is capped by it.
   std::chrono::milliseconds remaining{std::chrono::hours(24)};
+  // The agent's local policy: who steps run as, what every step has hidden, and
+  // whether a runbook may ask for root.
+  sandbox::StepUser step_user;
+  std::vector<std::filesystem::path> hidden;
+  bool allow_root = false;
 };
 
 struct PreparedStep {
@@ -24,6 +29,9 @@ struct PreparedStep {
   Json audit;  // the "step.start" record data
 };
 
+// Fails (and the step must not run) when the runbook asks for something the local
+// policy or the host cannot give: root without allow_root, or isolation the host lacks
+// when the step does not allow degraded isolation.
 [[nodiscard]] Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                                                 const Json& params, const StepContext& ctx);
 

@@ -32,13 +32,17 @@ struct ParamSpec {
 enum class StepKind { command, script };
 
 struct StepSandbox {
-  std::string profile = "default";
+  std::string profile = "default";  // "network" when the step sets network: true and no profile
   bool network = false;
   std::uint32_t timeout_s = 60;
   std::uint32_t memory_mb = 256;
   std::optional<std::uint32_t> cpu_s;      // default: timeout_s
   std::optional<std::uint32_t> pids;       // default: 64
   std::optional<std::uint64_t> output_kb;  // default: 1024
+  std::optional<std::uint32_t> cpu_percent;  // CPU bandwidth, 100 = one CPU; default: 100
+  bool root = false;            // run as uid 0 (no capabilities); only if the agent allows it
+  bool allow_degraded = false;  // run even if the host lacks a namespace (recorded in step.start)
+  std::vector<std::string> ro, rw, hide;  // absolute host paths: read-only, writable, covered
 };
 
 struct Step {
