@@ -32,10 +32,14 @@ double median_us(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// `pause` between (untimed) iterations: launches are measured as a job sees them on an
+// agent that is not saturated, after the previous step's teardown finished in the
+// background; every launcher in a comparison gets the same pause.
 template <class F>
-double time_us(F&& f, int n) {
+double time_us(F&& f, int n, std::chrono::milliseconds pause = std::chrono::milliseconds(0)) {
   std::vector<double> samples;
   for (int i = 0; i < n; ++i) {
+    if (pause.count() > 0) std::this_thread::sleep_for(pause);
     auto t0 = Clock_::now();
     f();
     samples.push_back(std::chrono::duration<double, std::micro>(Clock_::now() - t0).count());
@@ -108,21 +112,53 @@ int main() {
   srv.join();
   std::filesystem::remove_all(dir);
 
-  // Sandboxed launch vs posix_spawn.
-  auto filter = sandbox::SeccompProgram::compile("default", {});
-  sandbox::Spec spec;
-  spec.argv = {"/bin/true"};
+  // Sandboxed launch vs posix_spawn and bubblewrap with the same isolation.
+  auto spawn_wait = [](std::vector<const char*> argv) {
+    argv.push_back(nullptr);
+    pid_t pid;
+    if (posix_spawn(&pid, argv[0], nullptr, nullptr, const_cast<char* const*>(argv.data()), environ) != 0) return false;
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  };
+  constexpr int kLaunches = 200;
+  const auto pause = std::chrono::milliseconds(20);
+  const double ps = time_us([&] { spawn_wait({"/bin/true"}); }, kLaunches, pause);
+  const std::vector<const char*> bwrap = {"/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev",
+                                          "--proc", "/proc", "/bin/true"};
+  const bool have_bwrap = std::filesystem::exists("/usr/bin/bwrap") && spawn_wait(bwrap);
+  const double bw = have_bwrap ? time_us([&] { spawn_wait(bwrap); }, kLaunches, pause) : 0;
+
+  const auto& host = sandbox::host_support();
+  std::printf("\nsandbox host: user_ns=%d cgroups memory/pids/cpu=%d/%d/%d (0 none, 1 v1, 2 v2)\n", host.user_ns,
+              static_cast<int>(host.memory), static_cast<int>(host.pids), static_cast<int>(host.cpu));
   auto sink = [](sandbox::Stream, std::string_view) {};
-  double sb = time_us([&] { (void)sandbox::run(spec, *filter, sink); }, 200);
-  double ps = time_us(
-      [&] {
-        pid_t pid;
-        char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
-        posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ);
-        int st;
-        waitpid(pid, &st, 0);
-      },
-      200);
-  row("sandbox run /bin/true (seccomp)", sb, "posix_spawn /bin/true", ps);
+  auto launch = [&](bool network, std::chrono::milliseconds gap) {
+    auto filter = sandbox::SeccompProgram::compile(network ? "network" : "default", {.network = network});
+    sandbox::Spec spec;
+    spec.argv = {"/bin/true"};
+    spec.network = network;
+    return time_us(
+        [&] {
+          auto o = sandbox::run(spec, *filter, sink);
+          if (!o || o->status != sandbox::Status::exited) std::fprintf(stderr, "sandbox launch failed\n");
+        },
+        kLaunches, gap);
+  };
+  const double full = launch(false, pause);
+  const double shared_net = launch(true, pause);
+  const double saturated = launch(false, std::chrono::milliseconds(0));
+  std::printf("\n%d launches each, %lld ms pause between launches\n", kLaunches, static_cast<long long>(pause.count()));
+  std::printf("\n| launch of /bin/true                              |     median    | vs posix_spawn | vs bwrap |\n");
+  std::printf("|--------------------------------------------------|---------------|----------------|----------|\n");
+  auto launch_row = [&](const char* what, double us) {
+    std::printf("| %-48s | %10.1f us | %13.2fx | %s |\n", what, us, us / ps,
+                have_bwrap ? (std::to_string(us / bw).substr(0, 4) + "x").c_str() : "n/a");
+  };
+  launch_row("posix_spawn (no isolation)", ps);
+  if (have_bwrap) launch_row("bwrap --unshare-all --ro-bind / / --dev --proc", bw);
+  launch_row("delegate sandbox, full isolation (all ns, cgroup)", full);
+  launch_row("delegate sandbox, host network (no net ns)", shared_net);
+  launch_row("delegate sandbox, full, back to back (no pause)", saturated);
   return 0;
 }

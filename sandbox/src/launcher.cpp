@@ -23,6 +23,7 @@
 #include "child.hpp"
 #include "mounts.hpp"
 #include "namespaces.hpp"
+#include "netns_pool.hpp"
 #include "prepare.hpp"
 #include "supervise.hpp"
 #include "unique_fd.hpp"
@@ -155,6 +156,22 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
   plan.mounts = mounts ? &*mounts : nullptr;
   plan.creds = CredPlan{iso->uid, iso->gid, host.is_root, host.is_root || iso->user_ns};
 
+  // A network namespace made ahead of time keeps its creation off this path; the child
+  // is cloned while this thread stands in it. Without one, clone() creates it.
+  unsigned long flags = clone_flags(*iso);
+  std::optional<UniqueFd> pooled;
+  if (iso->net_ns && host.is_root) pooled = NetnsPool::instance().take();
+  std::optional<ThreadNetns> in_netns;
+  if (pooled) {
+    in_netns.emplace(pooled->get(), NetnsPool::instance().home());
+    if (!in_netns->entered()) {
+      return early_outcome(Status::setup_failed, errno_message("setns into a fresh network namespace", in_netns->error()),
+                           *iso);
+    }
+    flags &= ~static_cast<unsigned long>(CLONE_NEWNET);
+    plan.loopback_up = false;  // done when the namespace was made
+  }
+
   // Every signal stays blocked from clone until the child has reset all dispositions,
   // so none of the agent's handlers can ever run in the child.
   sigset_t all{};
@@ -165,9 +182,11 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
   }
   // The raw syscall: glibc's fork() cannot create namespaces, and clone() wants a stack.
   // With a null stack the child runs on a copy of ours, exactly like fork.
-  const long raw = ::syscall(SYS_clone, clone_flags(*iso) | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  const long raw = ::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   if (raw == 0) child_main(plan);
   const int clone_errno = errno;
+  in_netns.reset();  // back home before anything else runs on this thread
+  pooled.reset();    // the child holds the namespace now
   (void)::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (raw < 0) {
     return early_outcome(Status::setup_failed, errno_message("clone", clone_errno), *iso);

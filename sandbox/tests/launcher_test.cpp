@@ -457,3 +457,27 @@ TEST(Launcher, StrictProfileRunsTheProgramButNoChildren) {
 
 }  // namespace
 }  // namespace delegate::sandbox
+
+namespace delegate::sandbox {
+namespace {
+
+// Whether the namespace came from the pool (after the first launches) or from clone(),
+// the step sees exactly one interface, loopback, and it is up.
+TEST(Launcher, PrivateNetworkHasOnlyLoopbackAndItIsUp) {
+  if (!host_support().user_ns && !host_support().other_ns) GTEST_SKIP() << "no namespaces on this host";
+  // A filter that allows IP sockets, so only the namespace decides what they reach.
+  const auto filter = testing::compile_or_die("network", true);
+  Spec spec;
+  spec.argv = {"bash", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; echo > /dev/tcp/127.0.0.1/1"};
+  spec.network = false;
+  for (int i = 0; i < 6; ++i) {
+    const auto c = testing::run_capture(spec, filter);
+    ASSERT_EQ(c.outcome.status, Status::exited) << c.outcome.error;
+    EXPECT_EQ(c.out, "lo\n") << "launch " << i;
+    // Refused means the packet went through an up loopback; a down one is unreachable.
+    EXPECT_NE(c.err.find("Connection refused"), std::string::npos) << "launch " << i << ": " << c.err;
+  }
+}
+
+}  // namespace
+}  // namespace delegate::sandbox

@@ -1,0 +1,115 @@
+#include "netns_pool.hpp"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include <delegate/common/log.hpp>
+
+namespace delegate::sandbox::detail {
+namespace {
+
+Result<void> loopback_up() {
+  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) return fail(Errc::io, std::string("socket: ") + std::strerror(errno));
+  ifreq req{};
+  std::memcpy(req.ifr_name, "lo", 3);
+  if (::ioctl(fd.get(), SIOCGIFFLAGS, &req) != 0) return fail(Errc::io, std::string("SIOCGIFFLAGS: ") + std::strerror(errno));
+  req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP | IFF_RUNNING);
+  if (::ioctl(fd.get(), SIOCSIFFLAGS, &req) != 0) return fail(Errc::io, std::string("SIOCSIFFLAGS: ") + std::strerror(errno));
+  return ok();
+}
+
+}  // namespace
+
+NetnsPool& NetnsPool::instance() {
+  static NetnsPool pool;
+  return pool;
+}
+
+NetnsPool::NetnsPool() : home_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
+  if (!home_) {
+    broken_ = true;
+    return;
+  }
+  worker_ = std::jthread([this](std::stop_token stop) { refill(stop); });
+}
+
+NetnsPool::~NetnsPool() {
+  worker_.request_stop();
+  cv_.notify_all();
+}
+
+std::optional<UniqueFd> NetnsPool::take() {
+  std::unique_lock lock(mu_);
+  if (broken_ || ready_.empty()) {
+    cv_.notify_all();
+    return std::nullopt;
+  }
+  UniqueFd fd = std::move(ready_.front());
+  ready_.pop_front();
+  cv_.notify_all();  // wake the worker to replace it
+  return fd;
+}
+
+Result<UniqueFd> NetnsPool::make_one(int home) {
+  // unshare(CLONE_NEWNET) moves only this thread; it goes home before returning.
+  if (::unshare(CLONE_NEWNET) != 0) return fail(Errc::io, std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno));
+  UniqueFd ns(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  const int open_errno = errno;
+  auto lo = ns ? loopback_up() : Result<void>(fail(Errc::io, std::string("open netns: ") + std::strerror(open_errno)));
+  if (::setns(home, CLONE_NEWNET) != 0) {
+    // This thread would stay in a step's namespace: nothing it does afterwards could be
+    // trusted to reach the right network. It is the pool's own thread, so stop here.
+    log::error("sandbox", std::string("netns pool: cannot return to the agent's network namespace: ") +
+                              std::strerror(errno));
+    std::abort();
+  }
+  if (!lo) return std::unexpected(lo.error());
+  return ns;
+}
+
+void NetnsPool::refill(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, stop, [&] { return ready_.size() < kReady; });
+      if (stop.stop_requested()) return;
+    }
+    auto ns = make_one(home_.get());
+    std::lock_guard lock(mu_);
+    if (!ns) {
+      // Launches fall back to creating the namespace in clone().
+      log::warn("sandbox", "netns pool disabled: " + ns.error().message);
+      broken_ = true;
+      return;
+    }
+    ready_.push_back(std::move(*ns));
+  }
+}
+
+ThreadNetns::ThreadNetns(int target, int home) : home_(home) {
+  if (::setns(target, CLONE_NEWNET) == 0) {
+    entered_ = true;
+  } else {
+    error_ = errno;
+  }
+}
+
+ThreadNetns::~ThreadNetns() {
+  if (!entered_) return;
+  if (::setns(home_, CLONE_NEWNET) != 0) {
+    // A job thread left in a step's namespace is not safe to keep running.
+    log::error("sandbox", std::string("cannot return to the agent's network namespace: ") + std::strerror(errno));
+    std::abort();
+  }
+}
+
+}  // namespace delegate::sandbox::detail
