@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -191,8 +193,17 @@ void probe_cgroups(HostSupport& host) {
 Result<StepCgroup> StepCgroup::create(const IsolationPlan& plan, const HostSupport& host,
                                       const CgroupLimits& limits) {
   StepCgroup cg;
+  // pid and counter are not unique on their own: a v1 hierarchy's root (and a shared
+  // parent in general) is also used by agents in other pid namespaces, whose pids repeat
+  // ours. A random part keeps two agents from colliding there (mkdir would say EEXIST).
+  std::uint32_t nonce = 0;
+  if (::getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof nonce)) {
+    nonce = static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+  char suffix[9];
+  std::snprintf(suffix, sizeof suffix, "%08x", static_cast<unsigned>(nonce));
   const std::string name = "delegate-step-" + std::to_string(::getpid()) + "-" +
-                           std::to_string(g_counter.fetch_add(1));
+                           std::to_string(g_counter.fetch_add(1)) + "-" + suffix;
   // One directory per distinct parent; on v2 all controllers share it.
   auto dir_for = [&](CgroupVersion v, const fs::path& parent) -> Result<Dir*> {
     const fs::path path = parent / name;

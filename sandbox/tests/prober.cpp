@@ -2,12 +2,21 @@
 // nothing happens (invalid arguments, nonexistent paths, pids or fds), then prints
 // "NAME errno=<N>" (0 = the call succeeded) and exits 0. Exit 2 for an unknown NAME.
 // The sandbox tests compare the errno inside each seccomp profile against EPERM.
+//
+// delegate-syscall-prober ACTION [ARG…]: the escape tests' probes, which aim at a real
+// target (a pid, a path, a port) or really do what they name (add a key, set up an
+// io_uring) and undo it. They print "ACTION ARG… errno=<N>" (some add " found=0|1")
+// and are not part of --list: the seccomp table covers only the harmless probes.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/io_uring.h>
+#include <linux/perf_event.h>
 #include <linux/sched.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -19,6 +28,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +37,8 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace {
 
@@ -213,14 +225,259 @@ const std::map<std::string, std::function<long()>>& probes() {
   return table;
 }
 
+
+// ---- The escape tests' actions -------------------------------------------------------
+
+using Args = std::vector<std::string>;
+
+struct Answer {
+  long err = 0;
+  int found = -1;  // -1: not a search
+};
+
+long to_long(const std::string& s) { return std::strtol(s.c_str(), nullptr, 0); }
+
+// Everything a descriptor yields, or errno.
+long slurp(int fd, std::string* out) {
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) return 0;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    out->append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+Answer find_in_file(const std::string& path, const std::string& marker) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {errno};
+  std::string content;
+  const long err = slurp(fd, &content);
+  ::close(fd);
+  if (err != 0) return {err};
+  return {0, content.find(marker) != std::string::npos ? 1 : 0};
+}
+
+// Reads every readable mapping of PID (or "self") through /proc/PID/mem and looks for
+// MARKER: what a step would do to lift a secret out of the agent's memory.
+Answer find_in_mem(const std::string& pid, const std::string& marker) {
+  const std::string base = "/proc/" + pid;
+  const int maps_fd = ::open((base + "/maps").c_str(), O_RDONLY | O_CLOEXEC);
+  if (maps_fd < 0) return {errno};
+  std::string maps;
+  const long maps_err = slurp(maps_fd, &maps);
+  ::close(maps_fd);
+  if (maps_err != 0) return {maps_err};
+  const int mem = ::open((base + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  if (mem < 0) return {errno};
+  // Scanning "self" finds MARKER in this process's own argv: the positive control.
+  std::size_t start = 0;
+  int found = 0;
+  long first_err = 0;
+  bool any_read = false;
+  while (start < maps.size() && found == 0) {
+    auto end = maps.find('\n', start);
+    if (end == std::string::npos) end = maps.size();
+    const std::string line = maps.substr(start, end - start);
+    start = end + 1;
+    unsigned long lo = 0, hi = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &lo, &hi, perms) != 3 || perms[0] != 'r') continue;
+    if (line.find("[vvar") != std::string::npos) continue;  // reading it faults
+    std::string region;
+    for (unsigned long at = lo; at < hi;) {
+      char buf[65536];
+      const std::size_t want = std::min<unsigned long>(sizeof buf, hi - at);
+      const ssize_t n = ::pread(mem, buf, want, static_cast<off_t>(at));
+      if (n <= 0) {
+        if (n < 0 && first_err == 0) first_err = errno;
+        break;
+      }
+      any_read = true;
+      region.append(buf, static_cast<std::size_t>(n));
+      at += static_cast<unsigned long>(n);
+    }
+    if (region.find(marker) != std::string::npos) found = 1;
+  }
+  ::close(mem);
+  if (!any_read) return {first_err != 0 ? first_err : EIO};
+  return {0, found};
+}
+
+Answer write_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return {errno};
+  const long err = ::write(fd, "escaped\n", 8) == 8 ? 0 : errno;
+  ::close(fd);
+  return {err};
+}
+
+long connect_tcp(const std::string& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(to_long(port)));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const long err = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
+}
+
+long ptrace_attach(pid_t pid) {
+  if (::syscall(SYS_ptrace, kPtraceAttach, pid, 0, 0) != 0) return errno;
+  int status = 0;
+  ::waitpid(pid, &status, __WALL);
+  ::syscall(SYS_ptrace, 17 /*PTRACE_DETACH*/, pid, 0, 0);
+  return 0;
+}
+
+// Attaching to one's own child: allowed wherever ptrace is, so it tells "ptrace is
+// denied" from "this target is out of reach".
+long ptrace_own_child() {
+  const pid_t child = ::fork();
+  if (child < 0) return errno;
+  if (child == 0) {
+    for (;;) ::pause();
+  }
+  const long err = ptrace_attach(child);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, __WALL);
+  return err;
+}
+
+unsigned long unshare_flags(const std::string& names) {
+  unsigned long flags = 0;
+  for (std::size_t at = 0; at <= names.size();) {
+    auto end = names.find(',', at);
+    if (end == std::string::npos) end = names.size();
+    const std::string n = names.substr(at, end - at);
+    at = end + 1;
+    if (n == "user") flags |= CLONE_NEWUSER;
+    if (n == "mnt") flags |= CLONE_NEWNS;
+    if (n == "net") flags |= CLONE_NEWNET;
+    if (n == "pid") flags |= CLONE_NEWPID;
+    if (n == "ipc") flags |= CLONE_NEWIPC;
+    if (n == "uts") flags |= CLONE_NEWUTS;
+    if (n == "cgroup") flags |= CLONE_NEWCGROUP;
+  }
+  return flags;
+}
+
+long setns_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const long err = ::setns(fd, 0) == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
+}
+
+long close_result(long fd) {
+  if (fd < 0) return errno;
+  ::close(static_cast<int>(fd));
+  return 0;
+}
+
+// A "user" key in the process keyring, which goes away with this process.
+long add_key_for_real() {
+  constexpr long kProcessKeyring = -2;  // KEY_SPEC_PROCESS_KEYRING
+  return raw(::syscall(SYS_add_key, "user", "delegate-escape-test", "x", 1, kProcessKeyring));
+}
+
+long bpf_map_for_real() {
+  bpf_attr attr{};
+  attr.map_type = BPF_MAP_TYPE_ARRAY;
+  attr.key_size = 4;
+  attr.value_size = 4;
+  attr.max_entries = 1;
+  return close_result(::syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
+}
+
+// A software counter on this process, user space only: allowed at perf_event_paranoid 2.
+long perf_event_for_real() {
+  perf_event_attr attr{};
+  attr.type = PERF_TYPE_SOFTWARE;
+  attr.size = sizeof attr;
+  attr.config = PERF_COUNT_SW_TASK_CLOCK;
+  attr.exclude_kernel = 1;
+  attr.exclude_hv = 1;
+  return close_result(::syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0));
+}
+
+long io_uring_for_real() {
+  io_uring_params params{};
+  return close_result(::syscall(SYS_io_uring_setup, 4, &params));
+}
+
+struct Action {
+  std::size_t args;
+  std::function<Answer(const Args&)> run;
+};
+
+const std::map<std::string, Action>& actions() {
+  static const std::map<std::string, Action> table = {
+      {"ptrace_attach_pid", {1, [](const Args& a) { return Answer{ptrace_attach(static_cast<pid_t>(to_long(a[0])))}; }}},
+      {"ptrace_own_child", {0, [](const Args&) { return Answer{ptrace_own_child()}; }}},
+      {"kill", {2, [](const Args& a) {
+         return Answer{raw(::kill(static_cast<pid_t>(to_long(a[0])), static_cast<int>(to_long(a[1]))))};
+       }}},
+      {"connect_tcp", {1, [](const Args& a) { return Answer{connect_tcp(a[0])}; }}},
+      {"find_in_file", {2, [](const Args& a) { return find_in_file(a[0], a[1]); }}},
+      {"find_in_mem", {2, [](const Args& a) { return find_in_mem(a[0], a[1]); }}},
+      {"write_file", {1, [](const Args& a) { return write_file(a[0]); }}},
+      {"mount_tmpfs", {1, [](const Args& a) { return Answer{raw(::mount("none", a[0].c_str(), "tmpfs", 0, nullptr))}; }}},
+      // Re-mount read-write: what a step would try on its read-only view.
+      {"remount_rw", {1, [](const Args& a) {
+         return Answer{raw(::mount(nullptr, a[0].c_str(), nullptr, MS_REMOUNT | MS_BIND, nullptr))};
+       }}},
+      {"umount2_path", {1, [](const Args& a) { return Answer{raw(::umount2(a[0].c_str(), MNT_DETACH))}; }}},
+      {"pivot_root_path", {2, [](const Args& a) {
+         return Answer{raw(::syscall(SYS_pivot_root, a[0].c_str(), a[1].c_str()))};
+       }}},
+      {"chroot_path", {1, [](const Args& a) { return Answer{raw(::chroot(a[0].c_str()))}; }}},
+      {"unshare_ns", {1, [](const Args& a) { return Answer{raw(::unshare(static_cast<int>(unshare_flags(a[0]))))}; }}},
+      {"setns_path", {1, [](const Args& a) { return Answer{setns_path(a[0])}; }}},
+      {"open_rw", {1, [](const Args& a) { return Answer{close_result(::open(a[0].c_str(), O_RDWR | O_CLOEXEC))}; }}},
+      {"add_key_real", {0, [](const Args&) { return Answer{add_key_for_real()}; }}},
+      {"bpf_map_real", {0, [](const Args&) { return Answer{bpf_map_for_real()}; }}},
+      {"perf_event_real", {0, [](const Args&) { return Answer{perf_event_for_real()}; }}},
+      {"io_uring_real", {0, [](const Args&) { return Answer{io_uring_for_real()}; }}},
+  };
+  return table;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: delegate-syscall-prober NAME | --list\n");
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: delegate-syscall-prober NAME | --list | ACTION [ARG...]\n");
     return 2;
   }
   const std::string name = argv[1];
+  if (const auto action = actions().find(name); action != actions().end()) {
+    const Args args(argv + 2, argv + argc);
+    if (args.size() != action->second.args) {
+      std::fprintf(stderr, "%s takes %zu argument(s)\n", name.c_str(), action->second.args);
+      return 2;
+    }
+    std::string label = name;
+    for (const auto& a : args) label += " " + a;
+    errno = 0;
+    const Answer answer = action->second.run(args);
+    if (answer.found >= 0) {
+      std::printf("%s errno=%ld found=%d\n", label.c_str(), answer.err, answer.found);
+    } else {
+      std::printf("%s errno=%ld\n", label.c_str(), answer.err);
+    }
+    return 0;
+  }
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: delegate-syscall-prober NAME | --list | ACTION [ARG...]\n");
+    return 2;
+  }
   if (name == "--list") {
     for (const auto& [n, _] : probes()) std::printf("%s\n", n.c_str());
     return 0;
