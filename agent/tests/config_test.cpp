@@ -142,5 +142,111 @@ TEST(Config, SpoolAndCheckpointKeys) {
   EXPECT_EQ(env->agent.spool_max_bytes, 2097152u);
 }
 
+
+// The sandbox section sits before auth in these documents, like in the README example.
+std::string with_sandbox(const std::string& body) { return with("auth:\n", "sandbox:\n" + body + "auth:\n"); }
+
+std::string error_of(const std::string& text, const Environment& env = {}) {
+  auto c = parse_config(text, env);
+  EXPECT_FALSE(c) << text;
+  return c ? std::string() : c.error().message;
+}
+
+TEST(ConfigSandbox, DefaultsWhenTheSectionIsAbsent) {
+  auto c = parse_config(kFull, {});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->sandbox.step_user, "nobody");
+  EXPECT_EQ(c->sandbox.step_uid, 65534u);
+  EXPECT_EQ(c->sandbox.step_gid, 65534u);
+  EXPECT_FALSE(c->sandbox.allow_root_steps);
+  EXPECT_TRUE(c->sandbox.hide_paths.empty());
+}
+
+TEST(ConfigSandbox, StepUserByNameResolvesUidAndGid) {
+  auto c = parse_config(with_sandbox("  step_user: daemon\n"), {});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->sandbox.step_user, "daemon");
+  EXPECT_EQ(c->sandbox.step_uid, 1u);  // Debian's fixed system account
+  EXPECT_EQ(c->sandbox.step_gid, 1u);
+  auto nobody = parse_config(with_sandbox("  step_user: nobody\n"), {});
+  ASSERT_TRUE(nobody) << nobody.error().message;
+  EXPECT_EQ(nobody->sandbox.step_uid, 65534u);
+  EXPECT_EQ(nobody->sandbox.step_gid, 65534u);
+}
+
+TEST(ConfigSandbox, NumericStepUser) {
+  // A known uid takes its passwd entry's group.
+  auto known = parse_config(with_sandbox("  step_user: 65534\n"), {});
+  ASSERT_TRUE(known) << known.error().message;
+  EXPECT_EQ(known->sandbox.step_uid, 65534u);
+  EXPECT_EQ(known->sandbox.step_gid, 65534u);
+  // A uid without a passwd entry is accepted; its group is the same number.
+  auto bare = parse_config(with_sandbox("  step_user: 4000123\n"), {});
+  ASSERT_TRUE(bare) << bare.error().message;
+  EXPECT_EQ(bare->sandbox.step_uid, 4000123u);
+  EXPECT_EQ(bare->sandbox.step_gid, 4000123u);
+  auto env = parse_config(kFull, {{"DELEGATE_SANDBOX_STEP_USER", "4000124"}});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->sandbox.step_uid, 4000124u);
+}
+
+TEST(ConfigSandbox, UnknownOrRootStepUserIsAnError) {
+  auto unknown = error_of(with_sandbox("  step_user: no-such-user-delegate\n"));
+  EXPECT_NE(unknown.find("sandbox.step_user"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("no-such-user-delegate"), std::string::npos) << unknown;
+  for (const char* root : {"root", "0", "\"0\""}) {
+    auto msg = error_of(with_sandbox(std::string("  step_user: ") + root + "\n"));
+    EXPECT_NE(msg.find("sandbox.step_user"), std::string::npos) << root << ": " << msg;
+  }
+  EXPECT_NE(error_of(kFull, {{"DELEGATE_SANDBOX_STEP_USER", "root"}}).find("sandbox.step_user"), std::string::npos);
+  EXPECT_NE(error_of(with_sandbox("  step_user: \"\"\n")).find("sandbox.step_user"), std::string::npos);
+  EXPECT_NE(error_of(with_sandbox("  step_user: 4294967295\n")).find("sandbox.step_user"), std::string::npos);
+  EXPECT_NE(error_of(with_sandbox("  step_user: [nobody]\n")).find("sandbox.step_user"), std::string::npos);
+}
+
+TEST(ConfigSandbox, AllowRootSteps) {
+  auto on = parse_config(with_sandbox("  allow_root_steps: true\n"), {});
+  ASSERT_TRUE(on) << on.error().message;
+  EXPECT_TRUE(on->sandbox.allow_root_steps);
+  auto off = parse_config(with_sandbox("  allow_root_steps: false\n"), {});
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_FALSE(off->sandbox.allow_root_steps);
+  auto env = parse_config(kFull, {{"DELEGATE_SANDBOX_ALLOW_ROOT_STEPS", "true"}});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_TRUE(env->sandbox.allow_root_steps);
+  EXPECT_NE(error_of(with_sandbox("  allow_root_steps: yes\n")).find("sandbox.allow_root_steps"), std::string::npos);
+  EXPECT_NE(error_of(with_sandbox("  allow_root_steps: 1\n")).find("sandbox.allow_root_steps"), std::string::npos);
+  EXPECT_NE(error_of(kFull, {{"DELEGATE_SANDBOX_ALLOW_ROOT_STEPS", "on"}}).find("DELEGATE_SANDBOX_ALLOW_ROOT_STEPS"),
+            std::string::npos);
+}
+
+TEST(ConfigSandbox, HidePathsFromYamlListAndEnvironmentCsv) {
+  auto list = parse_config(with_sandbox("  hide_paths: [/srv/secrets, /etc/ssl/private]\n"), {});
+  ASSERT_TRUE(list) << list.error().message;
+  EXPECT_EQ(list->sandbox.hide_paths,
+            (std::vector<std::filesystem::path>{"/srv/secrets", "/etc/ssl/private"}));
+  // The environment replaces the file's list rather than adding to it.
+  auto env = parse_config(with_sandbox("  hide_paths: [/srv/secrets]\n"),
+                          {{"DELEGATE_SANDBOX_HIDE_PATHS", "/a,/b/c,,/d"}});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->sandbox.hide_paths, (std::vector<std::filesystem::path>{"/a", "/b/c", "/d"}));
+  auto rel = error_of(with_sandbox("  hide_paths: [/ok, relative/dir]\n"));
+  EXPECT_NE(rel.find("sandbox.hide_paths"), std::string::npos) << rel;
+  EXPECT_NE(rel.find("relative/dir"), std::string::npos) << rel;
+  EXPECT_NE(error_of(kFull, {{"DELEGATE_SANDBOX_HIDE_PATHS", "/ok,rel"}}).find("sandbox.hide_paths"),
+            std::string::npos);
+  EXPECT_NE(error_of(with_sandbox("  hide_paths: /srv/secrets\n")).find("sandbox.hide_paths"), std::string::npos);
+  EXPECT_NE(error_of(with_sandbox("  hide_paths: [[/a]]\n")).find("sandbox.hide_paths[0]"), std::string::npos);
+}
+
+TEST(ConfigSandbox, UnknownKeysAndVariablesAreErrors) {
+  auto key = error_of(with_sandbox("  step_users: nobody\n"));
+  EXPECT_NE(key.find("sandbox.step_users: unknown key"), std::string::npos) << key;
+  auto var = error_of(kFull, {{"DELEGATE_SANDBOX_BOGUS", "1"}});
+  EXPECT_NE(var.find("DELEGATE_SANDBOX_BOGUS"), std::string::npos) << var;
+  EXPECT_NE(var.find("unknown key"), std::string::npos) << var;
+  EXPECT_NE(error_of("sandbox: [a]\n").find("sandbox: must be a mapping"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace delegate::agent

@@ -76,22 +76,36 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
   iso.root = sb.root;
   iso.user = ctx.step_user;
   iso.allow_degraded = sb.allow_degraded;
-  // The agent's own files first, so a runbook cannot re-expose them with ro/rw (a later
-  // bind would sit on top): ro/rw below the hidden paths are refused.
+  // The agent's own files first. A later bind sits on top of them, so ro/rw must not
+  // overlap them either way: below a hidden path it would re-expose part of it, and
+  // above one (e.g. rw: /var/lib over the state_dir /var/lib/delegate, or ro: /) the
+  // bind of the host's tree would cover the hidden mount and re-expose all of it.
   for (const auto& h : ctx.hidden) iso.mounts.push_back({sandbox::BindMount::Kind::hidden, h});
-  auto under_hidden = [&](const std::filesystem::path& p) {
-    for (const auto& h : ctx.hidden) {
-      auto rel = p.lexically_normal().lexically_relative(h.lexically_normal());
-      if (!rel.empty() && *rel.begin() != "..") return true;
-    }
-    return false;
+  // Symlinks resolved as far as the paths exist, like the launcher resolves its mounts:
+  // ro: /srv/link with a link to /etc/delegate must not slip past a lexical comparison.
+  auto resolved = [](const std::filesystem::path& p) {
+    std::error_code ec;
+    auto r = std::filesystem::weakly_canonical(p, ec);
+    return ec ? p.lexically_normal() : r.lexically_normal();
+  };
+  auto within = [&](const std::filesystem::path& p, const std::filesystem::path& dir) {
+    const auto rel = resolved(p).lexically_relative(resolved(dir));
+    return !rel.empty() && *rel.begin() != "..";
   };
   using Kind = sandbox::BindMount::Kind;
   for (const auto& [paths, kind] : {std::pair{&sb.ro, Kind::read_only}, std::pair{&sb.rw, Kind::read_write},
                                     std::pair{&sb.hide, Kind::hidden}}) {
     for (const auto& p : *paths) {
-      if (kind != Kind::hidden && under_hidden(p)) {
-        return fail(Errc::permission, "step " + step.name + " mounts " + p + ", which the agent keeps hidden");
+      if (kind != Kind::hidden) {
+        for (const auto& h : ctx.hidden) {
+          if (within(p, h)) {
+            return fail(Errc::permission, "step " + step.name + " mounts " + p + ", which the agent keeps hidden");
+          }
+          if (within(h, p)) {
+            return fail(Errc::permission, "step " + step.name + " mounts " + p + ", which contains " + h.string() +
+                                              ", a path the agent keeps hidden");
+          }
+        }
       }
       iso.mounts.push_back({kind, p});
     }

@@ -159,6 +159,97 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"- a\n- b\n", "must be a mapping"}));
 #undef STEP
 
+
+// One step with the given sandbox block (flow style).
+Result<Runbook> with_sandbox(const std::string& block) {
+  return parse_runbook("name: s\nparams: {p: {type: string, required: true}}\nsteps:\n"
+                       "  - {name: a, uses: command, with: {argv: [x]}, sandbox: " + block + "}\n");
+}
+
+std::string sandbox_error(const std::string& block) {
+  auto rb = with_sandbox(block);
+  EXPECT_FALSE(rb) << block;
+  return rb ? std::string() : rb.error().message;
+}
+
+TEST(RunbookSandbox, DefaultsWithoutTheNewKeys) {
+  auto rb = with_sandbox("{timeout_s: 5}");
+  ASSERT_TRUE(rb) << rb.error().message;
+  const StepSandbox& sb = rb->steps[0].sandbox;
+  EXPECT_EQ(sb.profile, "default");
+  EXPECT_FALSE(sb.network);
+  EXPECT_FALSE(sb.cpu_percent.has_value());
+  EXPECT_FALSE(sb.root);
+  EXPECT_FALSE(sb.allow_degraded);
+  EXPECT_TRUE(sb.ro.empty());
+  EXPECT_TRUE(sb.rw.empty());
+  EXPECT_TRUE(sb.hide.empty());
+}
+
+TEST(RunbookSandbox, EveryNewKeyParses) {
+  auto rb = with_sandbox(
+      "{cpu_percent: 250, root: true, allow_degraded: true, ro: [/etc/nginx, /usr/share/doc], "
+      "rw: [/var/log/nginx], hide: [/etc/nginx/secrets, /root/.ssh/id_ed25519]}");
+  ASSERT_TRUE(rb) << rb.error().message;
+  const StepSandbox& sb = rb->steps[0].sandbox;
+  EXPECT_EQ(sb.cpu_percent, 250u);
+  EXPECT_TRUE(sb.root);
+  EXPECT_TRUE(sb.allow_degraded);
+  EXPECT_EQ(sb.ro, (std::vector<std::string>{"/etc/nginx", "/usr/share/doc"}));
+  EXPECT_EQ(sb.rw, (std::vector<std::string>{"/var/log/nginx"}));
+  EXPECT_EQ(sb.hide, (std::vector<std::string>{"/etc/nginx/secrets", "/root/.ssh/id_ed25519"}));
+  // Bounds are inclusive; false is a valid explicit value.
+  auto lo = with_sandbox("{cpu_percent: 1, root: false, allow_degraded: false, ro: []}");
+  ASSERT_TRUE(lo) << lo.error().message;
+  EXPECT_EQ(lo->steps[0].sandbox.cpu_percent, 1u);
+  EXPECT_FALSE(lo->steps[0].sandbox.root);
+  EXPECT_TRUE(lo->steps[0].sandbox.ro.empty());
+  auto hi = with_sandbox("{cpu_percent: 100000}");
+  ASSERT_TRUE(hi) << hi.error().message;
+  EXPECT_EQ(hi->steps[0].sandbox.cpu_percent, 100000u);
+}
+
+TEST(RunbookSandbox, NetworkSelectsTheNetworkProfileUnlessOneIsNamed) {
+  auto implied = with_sandbox("{network: true}");
+  ASSERT_TRUE(implied) << implied.error().message;
+  EXPECT_TRUE(implied->steps[0].sandbox.network);
+  EXPECT_EQ(implied->steps[0].sandbox.profile, "network");
+  auto named = with_sandbox("{network: true, profile: /etc/delegate/seccomp/curl.json}");
+  ASSERT_TRUE(named) << named.error().message;
+  EXPECT_EQ(named->steps[0].sandbox.profile, "/etc/delegate/seccomp/curl.json");
+  auto explicit_default = with_sandbox("{profile: default, network: true}");
+  ASSERT_TRUE(explicit_default) << explicit_default.error().message;
+  EXPECT_EQ(explicit_default->steps[0].sandbox.profile, "default");
+  auto off = with_sandbox("{network: false}");
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_EQ(off->steps[0].sandbox.profile, "default");
+}
+
+TEST(RunbookSandbox, InvalidValuesAreErrorsNamingTheKey) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"{cpu_percent: 0}", "steps[0].sandbox.cpu_percent: must be between 1 and 100000"},
+      {"{cpu_percent: 100001}", "steps[0].sandbox.cpu_percent: must be between 1 and 100000"},
+      {"{cpu_percent: '50'}", "steps[0].sandbox.cpu_percent: must be an integer"},
+      {"{root: yes}", "steps[0].sandbox.root: must be true or false"},
+      {"{allow_degraded: 1}", "steps[0].sandbox.allow_degraded: must be true or false"},
+      {"{ro: [etc/nginx]}", "steps[0].sandbox.ro[0]: must be an absolute path"},
+      {"{rw: [/ok, ./log]}", "steps[0].sandbox.rw[1]: must be an absolute path"},
+      {"{hide: ['']}", "steps[0].sandbox.hide[0]: must be an absolute path"},
+      {"{ro: ['/srv/${params.p}']}", "steps[0].sandbox.ro[0]: a mount path cannot be a parameter"},
+      {"{rw: ['/${params.p}']}", "steps[0].sandbox.rw[0]: a mount path cannot be a parameter"},
+      {"{hide: ['/x/${params.p}/y']}", "steps[0].sandbox.hide[0]: a mount path cannot be a parameter"},
+      {"{ro: /etc/nginx}", "steps[0].sandbox.ro: must be a list of absolute paths"},
+      {"{rw: {a: b}}", "steps[0].sandbox.rw: must be a list of absolute paths"},
+      {"{hide: [[/a]]}", "steps[0].sandbox.hide[0]: must be a string"},
+      {"{read_only: [/etc]}", "steps[0].sandbox.read_only: unknown key"},
+      {"{cpu_pct: 50}", "steps[0].sandbox.cpu_pct: unknown key"},
+  };
+  for (const auto& [block, want] : cases) {
+    const std::string got = sandbox_error(block);
+    EXPECT_NE(got.find(want), std::string::npos) << block << "\n got: " << got << "\nwant: " << want;
+  }
+}
+
 TEST(Runbook, CountLimits) {
   std::string yaml = "name: s\nparams:\n";
   for (int i = 0; i < 65; ++i) yaml += "  p" + std::to_string(i) + ": {type: string}\n";

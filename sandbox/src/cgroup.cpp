@@ -162,9 +162,13 @@ void probe_cgroups(HostSupport& host) {
   }
   for (std::size_t i = 0; i < 3; ++i) {
     const std::string name = controllers[i];
-    const bool on_v2 = v2_enabled.find(" " + name) != std::string::npos ||
-                       v2_enabled.find(name + " ") != std::string::npos ||
-                       v2_enabled.find(name + "\n") != std::string::npos;
+    // Whole words: "cpu" must not match "cpuset".
+    bool on_v2 = false;
+    {
+      std::istringstream words(v2_enabled);
+      std::string w;
+      while (words >> w) on_v2 = on_v2 || w == name;
+    }
     if (v2dir && on_v2) {
       *version[i] = CgroupVersion::v2;
       *dirs[i] = *v2dir;

@@ -83,6 +83,11 @@ Result<IsolationPlan> plan_isolation(const Spec& spec, const HostSupport& host) 
   }
 
   if (host.is_root) {
+    // uid 0 outside a user namespace of its own is the host's root: it owns /etc and
+    // can signal every root process, capabilities or not. No degraded mode for that.
+    if (iso.root && !p.user_ns) {
+      return fail(Errc::unavailable, "a root step needs its own user namespace, which is unavailable on this host");
+    }
     p.root = iso.root;
     p.uid = iso.root ? 0 : iso.user.uid;
     p.gid = iso.root ? 0 : iso.user.gid;
