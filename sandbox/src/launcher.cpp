@@ -106,7 +106,8 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
 
   std::optional<MountPlan> mounts;
   if (iso->mount_ns) {
-    auto m = build_mount_plan(MountRequest{workdir_str, spec.isolation.mounts, spec.limits.memory_bytes});
+    auto m = build_mount_plan(
+        MountRequest{workdir_str, spec.isolation.mounts, spec.limits.memory_bytes, iso->net_ns});
     if (!m) return early_outcome(Status::setup_failed, m.error().message, *iso);
     mounts = std::move(*m);
   }

@@ -89,6 +89,22 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
   b.bind(old, neu, true);
   b.attr(neu, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
 
+  // sysfs is not namespaced by mount: a fresh one needs CAP_SYS_ADMIN over the network
+  // namespace, which a pre-made one does not grant. Cover what would describe the host
+  // to a step that has its own network: interfaces (MACs, counters) and the cgroup
+  // trees (other steps' cgroups). Device-level sysfs entries stay visible.
+  if (request.private_network) {
+    for (const char* dir : {"/sys/class/net", "/sys/devices/virtual/net", "/sys/fs/cgroup"}) {
+      b.add({.op = MountOp::mount_fs,
+             .source = "tmpfs",
+             .target = b.str(neu + dir),
+             .fstype = "tmpfs",
+             .flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+             .data = "mode=0555,size=4k",
+             .optional = true});
+    }
+  }
+
   b.fs_mount("tmpfs", neu + "/tmp", MS_NOSUID | MS_NODEV,
              "mode=1777,size=" + std::to_string(std::max<std::uint64_t>(request.tmp_bytes, 1 << 20)));
 

@@ -52,6 +52,9 @@ struct MountRequest {
   std::string workdir;  // host path, canonical
   std::vector<BindMount> binds;
   std::uint64_t tmp_bytes = 0;  // size of the private /tmp
+  // The step has its own network namespace: the host's sysfs (bound read-only with the
+  // rest of the host) would still describe the host's interfaces and cgroups.
+  bool private_network = false;
 };
 
 [[nodiscard]] Result<MountPlan> build_mount_plan(const MountRequest& request);
