@@ -126,6 +126,36 @@ wait "$AGENT_PID"
 echo "agent exited with status $?"
 tail -n 3 "$RUN/agent.log"
 
+say "The whole export: the agent stream (agent.start, checkpoints, agent.stop) and every job it lists"
+AGENT_ID=$(api "$URL/v1/agents" | python3 -c 'import json,sys; print(json.load(sys.stdin)["agents"][0]["id"])')
+api "$URL/v1/agents/$AGENT_ID/records" >"$RUN/agent-stream.jsonl"
+python3 - "$RUN/agent-stream.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line); d = r["data"]
+    if r["kind"] == "checkpoint":
+        print(f'  #{r["seq"]:<3} checkpoint      ' + ", ".join(f'{j["job"]} ({j["records"]} records, {j["status"]})' for j in d["jobs"]))
+    else:
+        print(f'  #{r["seq"]:<3} {r["kind"]:<15} boot {d["boot_id"][:8]}…')
+PY
+EXPORT="$RUN/export.jsonl"
+cat "$RUN/agent-stream.jsonl" >"$EXPORT"
+for j in $(python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    r=json.loads(l)
+    if r["kind"]=="checkpoint":
+        for j in r["data"]["jobs"]: print(j["job"])' "$RUN/agent-stream.jsonl"); do
+  api "$URL/v1/jobs/$j/records" >>"$EXPORT"
+done
+"$AUDIT" verify --public-key "$PUB" "$EXPORT"
+say "Deleting a whole job from that export is caught by the agent stream's checkpoint"
+python3 - "$EXPORT" "$JOB" >"$RUN/deleted.jsonl" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    if json.loads(l)["job"] != sys.argv[2]: sys.stdout.write(l)
+PY
+if "$AUDIT" verify --public-key "$PUB" "$RUN/deleted.jsonl"; then echo "deletion NOT detected"; exit 1; fi
+
 [ "$STATUS" = "succeeded" ] && [ "$OSTATUS" = "succeeded" ] && [ "$RSTATUS" = "denied" ] && [ "$BAD_STATUS" = "denied" ] ||
   { echo "demo FAILED"; exit 1; }
 say "Demo complete"

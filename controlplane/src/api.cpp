@@ -517,6 +517,24 @@ Response Api::get_job(const Request&, const std::string& job_id) {
   return json_response(http::status::ok, job_for_admin(**job));
 }
 
+namespace {
+
+// An export: one stored record per line, as JSON Lines.
+Response ndjson_response(const Request& req, const std::vector<std::string>& records) {
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::content_type, "application/x-ndjson");
+  std::string body;
+  for (const auto& r : records) {
+    body += r;
+    body += '\n';
+  }
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace
+
 Response Api::export_records(const Request& req, const std::string& job_id) {
   if (!is_id(job_id)) return error_response(http::status::not_found, "no such job");
   auto job = store_.job(job_id);
@@ -524,16 +542,7 @@ Response Api::export_records(const Request& req, const std::string& job_id) {
   if (!*job) return error_response(http::status::not_found, "no such job");
   auto recs = store_.records(job_id);
   if (!recs) return internal_error(recs.error());
-  Response res{http::status::ok, req.version()};
-  res.set(http::field::content_type, "application/x-ndjson");
-  std::string body;
-  for (const auto& r : *recs) {
-    body += r;
-    body += '\n';
-  }
-  res.body() = std::move(body);
-  res.prepare_payload();
-  return res;
+  return ndjson_response(req, *recs);
 }
 
 Response Api::export_agent_records(const Request& req, const std::string& agent_id) {
@@ -543,16 +552,7 @@ Response Api::export_agent_records(const Request& req, const std::string& agent_
   if (!*agent) return error_response(http::status::not_found, "no such agent");
   auto recs = store_.agent_records(agent_id);
   if (!recs) return internal_error(recs.error());
-  Response res{http::status::ok, req.version()};
-  res.set(http::field::content_type, "application/x-ndjson");
-  std::string body;
-  for (const auto& r : *recs) {
-    body += r;
-    body += '\n';
-  }
-  res.body() = std::move(body);
-  res.prepare_payload();
-  return res;
+  return ndjson_response(req, *recs);
 }
 
 Response Api::list_agents(const Request&) {

@@ -190,6 +190,8 @@ StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
     if (!n[key]) continue;
     const YAML::Node& list = n[key];
     if (!list.IsSequence()) yfail(ykey(path, key), "must be a list of absolute paths");
+    // Each entry is a mount in the step's launch; a bound list keeps launches bounded.
+    if (list.size() > 64) yfail(ykey(path, key), "at most 64 paths");
     auto& dst = std::string_view(key) == "ro" ? s.ro : std::string_view(key) == "rw" ? s.rw : s.hide;
     for (std::size_t i = 0; i < list.size(); ++i) {
       const std::string where = ykey(path, key) + "[" + std::to_string(i) + "]";
@@ -197,6 +199,12 @@ StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
       // Paths are fixed by the runbook: a parameter must never choose what a step sees.
       if (p.empty() || p.front() != '/') yfail(where, "must be an absolute path");
       if (p.find(kRefOpen) != std::string::npos) yfail(where, "a mount path cannot be a parameter");
+      // The sandbox builds /proc and /dev itself; refuse here rather than at launch.
+      for (std::string_view reserved : {"/proc", "/dev"}) {
+        if (p == reserved || p.starts_with(std::string(reserved) + "/")) {
+          yfail(where, "paths under " + std::string(reserved) + " are provided by the sandbox");
+        }
+      }
       dst.push_back(std::move(p));
     }
   }

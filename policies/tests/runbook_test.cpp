@@ -355,7 +355,7 @@ TEST(Catalog, LoadsShippedRunbooks) {
   const Runbook* diag = cat->find("host-diagnostics");
   ASSERT_NE(diag, nullptr);
   ASSERT_EQ(diag->steps.size(), 4u);
-  EXPECT_EQ(diag->steps[3].argv, (std::vector<std::string>{"ps", "-eo", "pid,comm,%cpu,%mem", "--sort=-%cpu"}));
+  EXPECT_EQ(diag->steps[3].argv, (std::vector<std::string>{"free", "-m"}));
   EXPECT_EQ(diag->steps[2].argv, (std::vector<std::string>{"df", "-h", "/"}));
   EXPECT_EQ(diag->steps[0].sandbox.timeout_s, 20u);
   EXPECT_EQ(validate_params(*diag, Json::object()).value(), Json::parse(R"({"detail":"basic"})"));
@@ -363,6 +363,7 @@ TEST(Catalog, LoadsShippedRunbooks) {
   const Runbook* rs = cat->find("restart-service");
   ASSERT_NE(rs, nullptr);
   EXPECT_EQ(rs->steps[0].argv[2], "${params.service}");
+  EXPECT_TRUE(rs->steps[0].sandbox.root);  // systemctl needs uid 0; the agent must allow it
   EXPECT_EQ(cat->find("nope"), nullptr);
 }
 
@@ -386,6 +387,31 @@ TEST(Catalog, DirectoryErrors) {
   ASSERT_FALSE(bad.has_value());
   EXPECT_NE(bad.error().message.find("b.yml: steps[0].sandbox.timeot_s: unknown key"), std::string::npos)
       << bad.error().message;
+}
+
+}  // namespace
+}  // namespace delegate::policies
+
+namespace delegate::policies {
+namespace {
+
+TEST(RunbookSandboxLimits, MountPathsUnderProcOrDevAndOverlongListsAreRefused) {
+  for (const char* bad : {"{ro: [/proc]}", "{rw: [/proc/sys]}", "{hide: [/dev/shm]}", "{ro: [/dev]}"}) {
+    auto rb = parse_runbook(std::string("name: t\nauthorize: {scopes: [s]}\nsteps:\n  - name: a\n    uses: command\n"
+                                        "    with: {argv: [true]}\n    sandbox: ") + bad + "\n");
+    ASSERT_FALSE(rb) << bad;
+    EXPECT_NE(rb.error().message.find("provided by the sandbox"), std::string::npos) << rb.error().message;
+  }
+  // /procfoo is not /proc.
+  EXPECT_TRUE(parse_runbook("name: t\nauthorize: {scopes: [s]}\nsteps:\n  - name: a\n    uses: command\n"
+                            "    with: {argv: [true]}\n    sandbox: {ro: [/procfoo, /devices]}\n"));
+  std::string many = "[";
+  for (int i = 0; i < 65; ++i) many += (i ? ", /srv/p" : "/srv/p") + std::to_string(i);
+  many += "]";
+  auto rb = parse_runbook("name: t\nauthorize: {scopes: [s]}\nsteps:\n  - name: a\n    uses: command\n"
+                          "    with: {argv: [true]}\n    sandbox: {ro: " + many + "}\n");
+  ASSERT_FALSE(rb);
+  EXPECT_NE(rb.error().message.find("at most 64"), std::string::npos) << rb.error().message;
 }
 
 }  // namespace

@@ -56,8 +56,8 @@ struct Config {
     // Lets runbook steps that say `sandbox: {root: true}` run as uid 0 (in their own
     // user namespace, without capabilities). Off: such steps fail closed.
     bool allow_root_steps = false;
-    // Host paths covered in every step's view, in addition to the agent's own state_dir,
-    // configuration and key files, which are always hidden.
+    // Host paths covered in every step's view, in addition to state_dir, the enrollment
+    // token, the API-key file and the spool key file, which are always hidden.
     std::vector<std::filesystem::path> hide_paths;
   } sandbox;
   struct Auth {
