@@ -136,6 +136,20 @@ TEST(Crash, FullSpoolBlocksStepOutputUntilTheControlPlaneReturns) {
   peak = std::max(peak, spool_bytes(agent.state_dir));
   // The quota holds (one segment header of slack per segment rolled while full).
   EXPECT_LE(peak, kQuota + 4096);
+  // At rest the spool holds ciphertext only: with the control plane down it holds this
+  // job's records, and none of their JSON (member names, kinds, the runbook name, the
+  // step's output digits base64-encoded) appears in the files.
+  std::size_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(agent.state_dir / "spool")) {
+    if (!e.is_regular_file()) continue;
+    const std::string raw = read_text(e.path());
+    if (raw.size() < 1024) continue;  // metadata (acks, chain tails) is not record content
+    ++files;
+    for (const char* plain : {"\"b64\":", "\"kind\":", "step.start", "flood", "MDAwMDAw"}) {
+      EXPECT_EQ(raw.find(plain), std::string::npos) << plain << " in " << e.path();
+    }
+  }
+  EXPECT_GT(files, 0u);
 
   cp.start();
   ASSERT_EQ(cp.wait_final(id, std::chrono::seconds(120)), "succeeded") << read_text(log);
