@@ -18,14 +18,13 @@
 
 #include <delegate/common/log.hpp>
 
+#include "prepare.hpp"
 #include "unique_fd.hpp"
 
 namespace delegate::sandbox::detail {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string errno_message(const std::string& what, int err) { return what + ": " + std::strerror(err); }
 
 // cgroup files are written with one write(): the kernel parses each write separately.
 [[nodiscard]] int write_text(const fs::path& path, std::string_view text) noexcept {
@@ -308,9 +307,10 @@ bool StepCgroup::oom_killed() const {
   for (const Dir& d : dirs_) {
     if (!d.memory) continue;
     const std::string file = d.version == CgroupVersion::v2 ? "memory.events" : "memory.oom_control";
-    if (keyed_value(read_text(d.path / file), "oom_kill") > 0) return true;
+    const std::string text = read_text(d.path / file);
+    if (keyed_value(text, "oom_kill") > 0) return true;
     // Kernels before 4.13 lack oom_kill in v1; hitting the limit is the best evidence.
-    if (d.version == CgroupVersion::v1 && keyed_value(read_text(d.path / file), "under_oom") > 0) return true;
+    if (d.version == CgroupVersion::v1 && keyed_value(text, "under_oom") > 0) return true;
   }
   return false;
 }

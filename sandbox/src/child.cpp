@@ -1,11 +1,10 @@
 #include "child.hpp"
 
+#include "namespaces.hpp"
+
 #include <fcntl.h>
-#include <net/if.h>
 #include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,20 +58,6 @@ void reset_signal_handlers() noexcept {
   }
 }
 
-int bring_loopback_up() noexcept {
-  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return errno;
-  ifreq req{};
-  std::memcpy(req.ifr_name, "lo", 3);
-  int rc = ::ioctl(fd, SIOCGIFFLAGS, &req);
-  if (rc == 0) {
-    req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP | IFF_RUNNING);
-    rc = ::ioctl(fd, SIOCSIFFLAGS, &req);
-  }
-  const int err = rc == 0 ? 0 : errno;
-  ::close(fd);
-  return err;
-}
 
 // The step itself: from here on only what the program needs, then exec.
 [[noreturn]] void exec_step(const ChildPlan& plan) noexcept {

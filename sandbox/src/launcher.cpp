@@ -193,7 +193,9 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
     return early_outcome(Status::setup_failed, errno_message("clone", clone_errno), *iso);
   }
   const auto pid = static_cast<pid_t>(raw);
-  ChildGuard child(pid, cgroup.empty() ? nullptr : &cgroup);
+  // With a pid namespace, killing its init ends every process of the step; the cgroup
+  // sweep (reading cgroup.procs) is the tree kill only without one.
+  ChildGuard child(pid, cgroup.empty() || iso->pid_ns ? nullptr : &cgroup);
 
   // Only the child may hold the write ends, or EOF would never come.
   out->write.reset();

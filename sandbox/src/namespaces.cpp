@@ -1,6 +1,9 @@
 #include "namespaces.hpp"
 
 #include <fcntl.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -50,6 +53,21 @@ Result<void> write_id_maps(pid_t child, const IsolationPlan& plan, bool agent_is
   }
   if (auto r = write_proc(child, "uid_map", uid_map); !r) return r;
   return write_proc(child, "gid_map", gid_map);
+}
+
+int bring_loopback_up() noexcept {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  ifreq req{};
+  std::memcpy(req.ifr_name, "lo", 3);
+  int rc = ::ioctl(fd, SIOCGIFFLAGS, &req);
+  if (rc == 0) {
+    req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP | IFF_RUNNING);
+    rc = ::ioctl(fd, SIOCSIFFLAGS, &req);
+  }
+  const int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
 }
 
 }  // namespace delegate::sandbox::detail

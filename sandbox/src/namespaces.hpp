@@ -20,4 +20,8 @@ inline constexpr unsigned long kAllNamespaces =
 // agent can only map itself, after denying setgroups.
 [[nodiscard]] Result<void> write_id_maps(pid_t child, const IsolationPlan& plan, bool agent_is_root);
 
+// Brings up "lo" in the caller's network namespace. Returns 0 or an errno;
+// async-signal-safe (the launch child calls it between clone and exec).
+[[nodiscard]] int bring_loopback_up() noexcept;
+
 }  // namespace delegate::sandbox::detail

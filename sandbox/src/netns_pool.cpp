@@ -1,10 +1,9 @@
 #include "netns_pool.hpp"
 
+#include "namespaces.hpp"
+
 #include <fcntl.h>
-#include <net/if.h>
 #include <sched.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,16 +15,6 @@
 namespace delegate::sandbox::detail {
 namespace {
 
-Result<void> loopback_up() {
-  UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd) return fail(Errc::io, std::string("socket: ") + std::strerror(errno));
-  ifreq req{};
-  std::memcpy(req.ifr_name, "lo", 3);
-  if (::ioctl(fd.get(), SIOCGIFFLAGS, &req) != 0) return fail(Errc::io, std::string("SIOCGIFFLAGS: ") + std::strerror(errno));
-  req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP | IFF_RUNNING);
-  if (::ioctl(fd.get(), SIOCSIFFLAGS, &req) != 0) return fail(Errc::io, std::string("SIOCSIFFLAGS: ") + std::strerror(errno));
-  return ok();
-}
 
 }  // namespace
 
@@ -64,7 +53,7 @@ Result<UniqueFd> NetnsPool::make_one(int home) {
   if (::unshare(CLONE_NEWNET) != 0) return fail(Errc::io, std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno));
   UniqueFd ns(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   const int open_errno = errno;
-  auto lo = ns ? loopback_up() : Result<void>(fail(Errc::io, std::string("open netns: ") + std::strerror(open_errno)));
+  const int lo_errno = ns ? bring_loopback_up() : 0;
   if (::setns(home, CLONE_NEWNET) != 0) {
     // This thread would stay in a step's namespace: nothing it does afterwards could be
     // trusted to reach the right network. It is the pool's own thread, so stop here.
@@ -72,7 +61,8 @@ Result<UniqueFd> NetnsPool::make_one(int home) {
                               std::strerror(errno));
     std::abort();
   }
-  if (!lo) return std::unexpected(lo.error());
+  if (!ns) return fail(Errc::io, std::string("open netns: ") + std::strerror(open_errno));
+  if (lo_errno != 0) return fail(Errc::io, std::string("loopback up: ") + std::strerror(lo_errno));
   return ns;
 }
 
