@@ -88,7 +88,7 @@ int check_job(const std::vector<std::string>& args) {
   if (!oauth) return error(oauth.error().message, kUsage);
   policies::Authorizer authorizer(
       *catalog, *keys,
-      policies::AuthorizerOptions{.allow_inline = config->agent.allow_inline, .oauth = (*oauth)->verifier()});
+      policies::AuthorizerOptions{.oauth = (*oauth)->verifier()});
   auto decision = authorizer.decide(*job, now);
   Json out = policies::to_json(decision);
   out["job"] = job->id;

@@ -233,6 +233,12 @@ Result<void> validate(const Config& c) {
   if (!c.agent.spool_key_file.empty() && !c.agent.spool_key_file.is_absolute()) {
     return fail(Errc::invalid_argument, "agent.spool_key_file: must be an absolute path");
   }
+  if (c.agent.allow_inline) {
+    // Refused rather than accepted and ignored: an operator who set it would expect the
+    // control plane's inline steps to run, and they would not.
+    return fail(Errc::invalid_argument,
+                "agent.allow_inline: inline steps are not supported; this agent runs catalog runbooks only");
+  }
   for (const auto& p : c.sandbox.hide_paths) {
     if (!p.is_absolute()) return fail(Errc::invalid_argument, "sandbox.hide_paths: " + p.string() + " is not absolute");
   }

@@ -61,11 +61,11 @@ connectors::StepContext step_base(const Config& c) {
   std::vector<std::filesystem::path> hidden = {c.agent.state_dir, c.control_plane.enrollment_token_file,
                                                 c.auth.api_keys_file, c.agent.spool_key_file};
   hidden.insert(hidden.end(), c.sandbox.hide_paths.begin(), c.sandbox.hide_paths.end());
+  // All of them, whether they exist yet or not: each launch covers those that exist then
+  // (connectors::prepare_step), so a file created after the agent started is hidden too.
   for (const auto& p : hidden) {
     std::error_code ec;
-    // Only what exists can be covered; a path created later is not the step's to see
-    // either, but there is nothing to mount over yet.
-    if (!p.empty() && std::filesystem::exists(p, ec)) ctx.hidden.push_back(std::filesystem::absolute(p));
+    if (!p.empty()) ctx.hidden.push_back(std::filesystem::absolute(p, ec));
   }
   return ctx;
 }
@@ -383,7 +383,7 @@ void Daemon::job_thread(Json raw, policies::Job job, std::string agent_id, std::
   // agent_id is the identity the job was leased to: the records must chain under it even
   // if the session is re-registering meanwhile (an empty id would get them all refused).
   RunnerDeps deps{key_, clock_, std::move(agent_id), catalog_, api_keys_.current(),
-                  policies::AuthorizerOptions{.allow_inline = config_.agent.allow_inline, .oauth = oauth_->verifier()},
+                  policies::AuthorizerOptions{.oauth = oauth_->verifier()},
                   uploader_,
                   step_base_,
                   filters_};

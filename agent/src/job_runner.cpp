@@ -1,5 +1,7 @@
 #include <delegate/agent/job_runner.hpp>
 
+#include <optional>
+
 #include <delegate/audit/chain.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/log.hpp>
@@ -30,36 +32,54 @@ std::string_view credential_type(policies::CredentialType t) {
   return "none";
 }
 
-// Appends to the chain and hands the record to the sink. A record whose data cannot be
-// canonicalised (e.g. an integer beyond 2^53 in hostile params) is replaced by one that
-// says so: the event is still recorded and the chain never breaks.
+// Appends to the chain and hands the record to the sink. The job may only go on while
+// its log is faithful: a record whose data cannot be canonicalised (e.g. an integer
+// beyond 2^53 in hostile params) is replaced by one that says so, so the event and the
+// chain stay intact, but the recorder is then failed and the job stops before anything
+// else runs. A record that cannot be spooled fails it too (and later records are not
+// even attempted: the chain would have a hole).
 class Recorder {
  public:
   Recorder(const RunnerDeps& deps, const std::string& job)
       : writer_(deps.key, deps.clock, deps.agent_id, job), sink_(deps.sink) {}
 
-  void add(audit::Kind kind, Json data) {
+  // False once any record could not be created faithfully or spooled.
+  bool add(audit::Kind kind, Json data) {
+    if (spool_broken_) return false;
     auto rec = writer_.append(kind, std::move(data));
     if (!rec) {
+      fail("audit record " + std::string(audit::to_string(kind)) + " is unrepresentable: " + rec.error().message);
       rec = writer_.append(kind, Json{{"unrepresentable", true}, {"error", rec.error().message}});
     }
     if (!rec) {
       // Only reachable if signing itself is broken, which aborts inside sign().
       log::error("agent", "cannot create audit record: " + rec.error().message);
-      return;
+      spool_broken_ = true;
+      fail("cannot create audit record");
+      return false;
     }
     if (auto r = sink_.append(*rec); !r) {
-      // Only when the spool is closing or broken; the job's log is then incomplete and
+      // The spool is closing or broken: the job's log is incomplete from here on, and
       // replay at the next start closes it.
       log::error("agent", "cannot spool audit record of job " + rec->job + ": " + r.error().message);
+      spool_broken_ = true;
+      fail("cannot spool audit record: " + r.error().message);
     }
+    return ok();
   }
+  [[nodiscard]] bool ok() const { return failure_.empty(); }
+  [[nodiscard]] const std::string& failure() const { return failure_; }
   [[nodiscard]] std::uint64_t count() const { return writer_.next_seq(); }
   [[nodiscard]] const std::string& last_hash() const { return writer_.last_hash(); }
 
  private:
+  void fail(std::string why) {
+    if (failure_.empty()) failure_ = std::move(why);
+  }
   audit::ChainWriter writer_;
   RecordSink& sink_;
+  std::string failure_;
+  bool spool_broken_ = false;
 };
 
 }  // namespace
@@ -86,12 +106,20 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
                                           {"timeout_s", job.timeout_s},
                                           {"credential", credential_type(job.credential.type)}});
 
-  policies::Authorizer authorizer(deps.catalog, *deps.api_keys, deps.authz);
-  const policies::Decision decision = authorizer.decide(job, deps.clock.now());
-  rec.add(audit::Kind::authz_decision, policies::to_json(decision));
+  // Nothing is decided (no jti consumed) and nothing runs for a job whose arrival could
+  // not be recorded faithfully.
+  std::optional<policies::Decision> decided;
+  if (rec.ok()) {
+    policies::Authorizer authorizer(deps.catalog, *deps.api_keys, deps.authz);
+    decided = authorizer.decide(job, deps.clock.now());
+    rec.add(audit::Kind::authz_decision, policies::to_json(*decided));
+  }
 
   std::string status = "succeeded";
-  if (!decision.allow) {
+  if (!rec.ok()) {
+    status = "failed";
+    log::error("agent", "job " + job.id + " stopped before running anything: " + rec.failure());
+  } else if (const policies::Decision& decision = *decided; !decision.allow) {
     status = "denied";
     log::info("agent", "job " + job.id + " denied: " + std::string(policies::to_string(*decision.reason)) +
                            (decision.detail.empty() ? "" : " (" + decision.detail + ")"));
@@ -125,14 +153,20 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         status = "failed";
         break;
       }
-      rec.add(audit::Kind::step_start, prepared->audit);
+      if (!rec.add(audit::Kind::step_start, prepared->audit)) {
+        status = "failed";
+        break;
+      }
+      // Output that cannot be recorded stops the step: it must not go on unaudited.
       auto sink = [&](sandbox::Stream stream, std::string_view chunk) {
-        for (std::size_t off = 0; off < chunk.size(); off += audit::kMaxOutputChunk) {
+        for (std::size_t off = 0; off < chunk.size() && rec.ok(); off += audit::kMaxOutputChunk) {
           auto part = chunk.substr(off, audit::kMaxOutputChunk);
-          rec.add(audit::Kind::output,
-                  Json{{"step", step.name},
-                       {"stream", stream == sandbox::Stream::stdout_stream ? "stdout" : "stderr"},
-                       {"b64", base64_encode(as_bytes(part))}});
+          if (!rec.add(audit::Kind::output,
+                       Json{{"step", step.name},
+                            {"stream", stream == sandbox::Stream::stdout_stream ? "stdout" : "stderr"},
+                            {"b64", base64_encode(as_bytes(part))}})) {
+            control.cancel.cancel();
+          }
         }
       };
       auto outcome = sandbox::run(prepared->spec, **filter, sink, &control.cancel);
@@ -155,6 +189,10 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
                {"cpu_ms", o.cpu_ms}};
       if (!o.error.empty()) end["error"] = o.error;
       rec.add(audit::Kind::step_end, std::move(end));
+      if (!rec.ok()) {
+        status = "failed";
+        break;
+      }
       switch (o.status) {
         case sandbox::Status::exited:
           if (o.exit_code != 0) status = "failed";
@@ -174,7 +212,9 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
     }
   }
   const std::uint64_t total = rec.count() + 1;  // including job.end itself
-  rec.add(audit::Kind::job_end, Json{{"status", status}, {"records", total}});
+  Json end{{"status", status}, {"records", total}};
+  if (!rec.ok()) end["error"] = rec.failure();
+  rec.add(audit::Kind::job_end, std::move(end));
   log::info("agent", "job " + job.id + " ended: " + status + " (" + std::to_string(total) + " records)");
   return JobResult{job.id, status, rec.count() - 1, rec.last_hash()};
 }

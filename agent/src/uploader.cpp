@@ -58,6 +58,19 @@ Uploader::Outcome Uploader::send_batch(CpClient& client, const StreamInfo& strea
     return Outcome::transient;
   }
   if (texts->empty()) return Outcome::progress;
+  // The control plane can only hold what it was sent: an acknowledgement past this
+  // batch is a lie (or a bug) and must not make the agent drop records it never sent.
+  const auto last_sent = static_cast<std::int64_t>(first + texts->size()) - 1;
+  auto acknowledge = [&](std::int64_t acked) {
+    if (acked > last_sent) {
+      log::error("agent", "control plane acknowledged records of job " + job + " up to seq " + std::to_string(acked) +
+                              " but was sent only up to seq " + std::to_string(last_sent) +
+                              "; ignoring the acknowledgement");
+      return Outcome::transient;
+    }
+    spool_.ack(stream.key, acked);
+    return Outcome::progress;
+  };
   Json batch = Json::array();
   for (const auto& t : *texts) {
     auto j = Json::parse(t, nullptr, /*allow_exceptions=*/false);
@@ -84,22 +97,27 @@ Uploader::Outcome Uploader::send_batch(CpClient& client, const StreamInfo& strea
   switch (res->status) {
     case 200:
       if (body && body->is_object() && (*body)["acked_seq"].is_number_integer()) {
-        spool_.ack(stream.key, (*body)["acked_seq"].get<std::int64_t>());
-        return Outcome::progress;
+        const Json& a = (*body)["acked_seq"];
+        // Past int64 is past anything sent; below -1 is meaningless.
+        if (a.is_number_unsigned() && a.get<std::uint64_t>() > static_cast<std::uint64_t>(last_sent)) {
+          return acknowledge(last_sent + 1);
+        }
+        if (a.get<std::int64_t>() >= -1) return acknowledge(a.get<std::int64_t>());
       }
       log::warn("agent", "record upload for job " + job + ": malformed answer");
       return Outcome::transient;
     case 409:
       // The store already holds everything below expected_seq.
-      if (body && body->is_object() && (*body)["expected_seq"].is_number_integer()) {
-        const auto acked = (*body)["expected_seq"].get<std::int64_t>() - 1;
+      if (body && body->is_object() && (*body)["expected_seq"].is_number_unsigned()) {
+        const auto expected = (*body)["expected_seq"].get<std::uint64_t>();
+        if (expected > static_cast<std::uint64_t>(last_sent) + 1) return acknowledge(last_sent + 1);
+        const auto acked = static_cast<std::int64_t>(expected) - 1;
         if (acked < static_cast<std::int64_t>(first) - 1) {
           log::error("agent", "control plane lost records of job " + job + " before seq " + std::to_string(first) +
                                   "; they were acknowledged and can no longer be re-sent");
           break;
         }
-        spool_.ack(stream.key, acked);
-        return Outcome::progress;
+        return acknowledge(acked);
       }
       log::warn("agent", "record upload for job " + job + ": 409 without expected_seq");
       return Outcome::transient;

@@ -250,3 +250,19 @@ TEST(ConfigSandbox, UnknownKeysAndVariablesAreErrors) {
 
 }  // namespace
 }  // namespace delegate::agent
+
+namespace delegate::agent {
+namespace {
+
+TEST(Config, AllowInlineTrueIsRefusedNotIgnored) {
+  auto off = parse_config(with("  concurrency: 4", "  concurrency: 4\n  allow_inline: false"), {});
+  ASSERT_TRUE(off) << off.error().message;
+  auto on = parse_config(with("  concurrency: 4", "  concurrency: 4\n  allow_inline: true"), {});
+  ASSERT_FALSE(on);
+  EXPECT_NE(on.error().message.find("agent.allow_inline"), std::string::npos) << on.error().message;
+  auto env = parse_config(kFull, {{"DELEGATE_AGENT_ALLOW_INLINE", "true"}});
+  EXPECT_FALSE(env);
+}
+
+}  // namespace
+}  // namespace delegate::agent

@@ -80,7 +80,12 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
   // overlap them either way: below a hidden path it would re-expose part of it, and
   // above one (e.g. rw: /var/lib over the state_dir /var/lib/delegate, or ro: /) the
   // bind of the host's tree would cover the hidden mount and re-expose all of it.
-  for (const auto& h : ctx.hidden) iso.mounts.push_back({sandbox::BindMount::Kind::hidden, h});
+  // Checked at every launch, not once at start: a hidden file created later (the API-key
+  // file written by the first `api-key create`, a rotated key) is covered from then on.
+  for (const auto& h : ctx.hidden) {
+    std::error_code ec;
+    if (std::filesystem::exists(h, ec)) iso.mounts.push_back({sandbox::BindMount::Kind::hidden, h});
+  }
   // Symlinks resolved as far as the paths exist, like the launcher resolves its mounts:
   // ro: /srv/link with a link to /etc/delegate must not slip past a lexical comparison.
   auto resolved = [](const std::filesystem::path& p) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include <delegate/connectors/step.hpp>
 
@@ -116,8 +117,14 @@ TEST(PrepareStepSandbox, StepUserAndLimitsComeFromPolicyAndRunbook) {
   EXPECT_EQ(p->spec.isolation.user.uid, 4242u);
   EXPECT_EQ(p->spec.isolation.user.gid, 4343u);
   EXPECT_EQ(p->spec.limits.cpu_percent, 250u);
-  // The agent's hidden paths are always mounted, even for a step that asks for none.
-  ASSERT_EQ(p->spec.isolation.mounts.size(), 2u);
+  // The agent's hidden paths are always mounted (those that exist), even for a step
+  // that asks for none.
+  StepContext ctx = policy_context();
+  ctx.hidden = {"/etc/passwd", "/nonexistent/delegate/state"};
+  auto h = prepare_step(s, 0, Json{{"service", "x"}}, ctx);
+  ASSERT_TRUE(h) << h.error().message;
+  ASSERT_EQ(h->spec.isolation.mounts.size(), 1u);
+  EXPECT_EQ(h->spec.isolation.mounts[0].path, "/etc/passwd");
   if (sandbox::host_support().is_root) {
     EXPECT_EQ(p->audit["sandbox"]["isolation"]["user"]["uid"], 4242);
     EXPECT_EQ(p->audit["sandbox"]["isolation"]["user"]["gid"], 4343);
@@ -133,15 +140,22 @@ TEST(PrepareStepSandbox, HiddenPathsComeFirst) {
   s.sandbox.ro = {"/etc/nginx"};
   s.sandbox.rw = {"/var/log/nginx"};
   s.sandbox.hide = {"/etc/nginx/private"};
-  auto p = prepare_step(s, 0, Json{{"service", "x"}}, policy_context());
+  // The agent's own paths are covered when they exist at launch (see hidden_test.cpp).
+  const auto dir = std::filesystem::temp_directory_path() / ("delegate-hpcf-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "state");
+  { std::ofstream(dir / "token") << "t"; }
+  StepContext ctx = policy_context();
+  ctx.hidden = {dir / "state", dir / "token"};
+  auto p = prepare_step(s, 0, Json{{"service", "x"}}, ctx);
+  std::filesystem::remove_all(dir);
   ASSERT_TRUE(p) << p.error().message;
   using Kind = sandbox::BindMount::Kind;
   const auto& m = p->spec.isolation.mounts;
   ASSERT_EQ(m.size(), 5u);
   EXPECT_EQ(m[0].kind, Kind::hidden);
-  EXPECT_EQ(m[0].path, "/var/lib/delegate");
+  EXPECT_EQ(m[0].path, dir / "state");
   EXPECT_EQ(m[1].kind, Kind::hidden);
-  EXPECT_EQ(m[1].path, "/etc/delegate/enrollment.token");
+  EXPECT_EQ(m[1].path, dir / "token");
   EXPECT_EQ(m[2].kind, Kind::read_only);
   EXPECT_EQ(m[2].path, "/etc/nginx");
   EXPECT_EQ(m[3].kind, Kind::read_write);

@@ -61,7 +61,9 @@ Decision Authorizer::decide(const Job& job, TimePoint now) const {
   if (job.credential.type == CredentialType::none) {
     return deny(std::move(d), Reason::no_authorization, "the job carries no credential");
   }
-  if (job.has_inline_steps && !options_.allow_inline) {
+  // This agent runs catalog runbooks only. A job that sends steps of its own is refused
+  // rather than having them silently replaced by the catalog runbook of the same name.
+  if (job.has_inline_steps) {
     return deny(std::move(d), Reason::inline_not_allowed, "inline steps are not allowed by local policy");
   }
 

@@ -287,7 +287,7 @@ TEST_F(OAuthTest, AuthorizerRbac) {
   auto catalog = Catalog::load_dir(shipped_runbooks_dir());
   ASSERT_TRUE(catalog.has_value()) << catalog.error().message;
   ApiKeyStore keys;
-  Authorizer authz(*catalog, keys, AuthorizerOptions{false, verifier.get()});
+  Authorizer authz(*catalog, keys, AuthorizerOptions{.oauth = verifier.get()});
   job.params = Json{{"service", "nginx"}};
   job.credential.type = CredentialType::oauth;
   auto decide = [&](const Json& claims) {

@@ -28,19 +28,27 @@ TEST(Chaos, JobsSurviveRepeatedControlPlaneAndAgentKills) {
                              "echo chaos-begin; i=0; while [ $i -lt 30 ]; do echo out-$i; i=$((i+1)); done; "
                              "echo err-line >&2; sleep 0.2; echo chaos-end",
                              60));
+  // Before each agent kill, one job of this runbook is seen running: the kill certainly
+  // hits a live step, and that job must end "interrupted", never run again.
+  write_text(cp.dir() / "runbooks" / "nap.yaml", command_runbook("nap", "echo nap-begin; sleep 600", 900));
   auto agent = make_agent(cp, tmp.path,
                           "  heartbeat_s: 1\n  checkpoint_interval_s: 1\n  poll_wait_s: 2\n  shutdown_grace_s: 5\n");
   const auto log = tmp.path / "agent.log";
   const std::vector<std::string> argv{Bins::agent(), "run", "--config", agent.config};
   auto proc = std::make_unique<Process>(argv, log);
 
-  std::vector<std::string> ids;
+  std::vector<std::string> ids, naps;
   int cp_kills = 0, agent_kills = 0;
   for (int round = 0; round < kRounds; ++round) {
     for (int i = 0; i < kJobsPerRound; ++i) ids.push_back(cp.submit(keyed_job("chaos", agent.api_key)));
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     if (round == 2 || round == 5) {
-      proc->signal(SIGKILL);  // mid-job: four jobs are running at any moment
+      const auto nap = cp.submit(keyed_job("nap", agent.api_key));
+      ids.push_back(nap);
+      naps.push_back(nap);
+      ASSERT_TRUE(eventually([&] { return count_kind(cp.records(nap), "step.start") == 1; }, std::chrono::seconds(120)))
+          << read_text(log);
+      proc->signal(SIGKILL);  // mid-job: the nap job at least is running
       ASSERT_NE(proc->wait(std::chrono::seconds(30)), -1);
       ++agent_kills;
     }
@@ -86,6 +94,15 @@ TEST(Chaos, JobsSurviveRepeatedControlPlaneAndAgentKills) {
     ends[id] = {recs.size(), recs.back()["hash"].get<std::string>()};
     all += cp.admin_get("/v1/jobs/" + id + "/records").body;
   }
+  // Each agent kill hit a running step, and that job was closed, not run again.
+  ASSERT_EQ(naps.size(), static_cast<std::size_t>(agent_kills));
+  for (const auto& nap : naps) {
+    EXPECT_EQ(status[nap], "interrupted") << nap;
+    auto recs = cp.records(nap);
+    EXPECT_EQ(count_kind(recs, "step.start"), 1u) << nap;
+    EXPECT_LE(occurrences(stdout_of(recs), "nap-begin"), 1u) << nap;
+  }
+  EXPECT_GE(interrupted, naps.size());
   auto v = verify_body(tmp.path, "all", all, agent.pubkey);
   EXPECT_EQ(v.exit_code, 0) << v.out.substr(0, 2000) << v.err;
   EXPECT_EQ(occurrences(v.out, "OK "), ids.size());

@@ -33,6 +33,8 @@ class Flow : public ::testing::Test {
     const auto rb = cp_->dir() / "runbooks";
     write_text(rb / "probe.yaml", runbook_yaml("probe-syscalls", "[" + Bins::prober() + ", ptrace]", 20));
     write_text(rb / "sleepy.yaml", runbook_yaml("sleepy", "[/bin/sleep, '30']", 1));
+    // Outlives any test: only a cancel can end it.
+    write_text(rb / "endless.yaml", runbook_yaml("endless", "[/bin/sleep, '3600']", 3600));
     write_text(rb / "noisy.yaml",
                runbook_yaml("noisy", "[/bin/sh, -c, 'echo to-stdout; echo to-stderr >&2; exit 3']", 20));
     const auto cfg = (cp_->dir() / "agent.yaml").string();
@@ -200,16 +202,25 @@ TEST_F(Flow, EditedExportFailsVerification) {
 }
 
 TEST_F(Flow, CancelFromControlPlaneStopsARunningJob) {
-  auto id = cp_->submit(api_key_job("sleepy", *key_));
+  auto id = cp_->submit(api_key_job("endless", *key_));
+  // Running means the step has started: cancel must kill a live step, not a queued job.
   ASSERT_TRUE(eventually([&] {
-    return Json::parse(cp_->admin_get("/v1/jobs/" + id).body)["status"] == "running";
+    for (const auto& r : cp_->records(id)) {
+      if (r["kind"] == "step.start") return true;
+    }
+    return false;
   }));
-  // Cancel may lose the race with the 1 s timeout; either way the step is killed.
   auto r = cp_->admin_post("/v1/jobs/" + id + "/cancel", Json::object());
-  auto status = cp_->wait_final(id);
-  EXPECT_TRUE(status == "cancelled" || status == "timed_out") << status;
+  ASSERT_EQ(r.status, 200) << r.body;
+  // The step would run for an hour: only the cancel can end the job.
+  EXPECT_EQ(cp_->wait_final(id, std::chrono::seconds(120)), "cancelled");
+  auto recs = cp_->records(id);
+  ASSERT_GE(recs.size(), 2u);
+  const auto& step_end = recs[recs.size() - 2];
+  EXPECT_EQ(step_end["kind"], "step.end");
+  EXPECT_EQ(step_end["data"]["status"], "cancelled") << step_end.dump();
+  EXPECT_EQ(recs.back()["data"]["status"], "cancelled");
   EXPECT_EQ(verify(id).exit_code, 0);
-  (void)r;
 }
 
 TEST_F(Flow, AgentStopsCleanlyOnSigterm) {

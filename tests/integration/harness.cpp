@@ -176,17 +176,24 @@ bool eventually(const std::function<bool()>& pred, std::chrono::seconds timeout)
   return pred();
 }
 
-std::uint16_t free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+PortReservation::PortReservation() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = 0;
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
   socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
+  if (fd_ < 0 || ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    throw std::runtime_error("cannot reserve a loopback port");
+  }
+  port_ = ntohs(a.sin_port);
+}
+
+PortReservation::~PortReservation() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 std::string read_text(const fs::path& p) {
@@ -204,7 +211,7 @@ void write_text(const fs::path& p, const std::string& text, unsigned mode) {
   fs::permissions(p, static_cast<fs::perms>(mode));
 }
 
-ControlPlane::ControlPlane(const fs::path& dir, int lease_s) : dir_(dir), port_(free_port()) {
+ControlPlane::ControlPlane(const fs::path& dir, int lease_s) : dir_(dir), port_(reservation_.port()) {
   auto init = run({Bins::controlplane(), "init", "--dir", dir_.string(), "--listen", "127.0.0.1:" + std::to_string(port_)});
   if (init.exit_code != 0) throw std::runtime_error("controlplane init failed: " + init.err);
   if (lease_s > 0) {

@@ -62,7 +62,22 @@ RunResult run(const std::vector<std::string>& argv, const std::string& stdin_dat
 // timing assertion: the timeout only bounds a hung test.
 bool eventually(const std::function<bool()>& pred, std::chrono::seconds timeout = std::chrono::seconds(30));
 
-std::uint16_t free_port();
+// A loopback port held for the life of this object: bound with SO_REUSEADDR and never
+// listened on, so no other process is handed it (ephemeral or explicit bind), while the
+// control plane (which binds with SO_REUSEADDR too) can listen on it, again after a
+// restart. Closing a probe socket and hoping nobody takes the port meanwhile is a race.
+class PortReservation {
+ public:
+  PortReservation();
+  ~PortReservation();
+  PortReservation(const PortReservation&) = delete;
+  PortReservation& operator=(const PortReservation&) = delete;
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
 
 std::string read_text(const fs::path& p);
 void write_text(const fs::path& p, const std::string& text, unsigned mode = 0644);
@@ -93,6 +108,7 @@ class ControlPlane {
 
  private:
   fs::path dir_;
+  PortReservation reservation_;
   std::uint16_t port_;
   std::unique_ptr<Process> proc_;
 };

@@ -42,7 +42,7 @@ struct Config {
     std::uint32_t poll_wait_s = 20;        // long-poll wait per acquire
     std::uint32_t heartbeat_s = 10;        // must be well under the control plane's lease
     std::uint32_t shutdown_grace_s = 30;   // SIGTERM: running steps get this long to finish
-    bool allow_inline = false;             // inline steps from the control plane (refused by default)
+    bool allow_inline = false;             // must stay false: inline steps are not supported
     std::filesystem::path spool_key_file;  // AES-256 spool key (32 raw bytes, 0600); empty: state_dir/spool.key
     std::uint64_t spool_max_bytes = 256ull << 20;  // spool quota; appends block (back-pressure) when reached
     std::uint32_t checkpoint_interval_s = 10;      // agent-stream checkpoints while jobs finish

@@ -55,7 +55,6 @@ class TokenVerifier {
 };
 
 struct AuthorizerOptions {
-  bool allow_inline = false;
   // Null: no OAuth issuer is configured, so every oauth credential is denied with
   // wrong_issuer. Must outlive the authorizer.
   const TokenVerifier* oauth = nullptr;
