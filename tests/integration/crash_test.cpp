@@ -90,8 +90,13 @@ TEST(Crash, ControlPlaneKilledWhileJobsRunLosesNoAcknowledgedRecord) {
   for (int i = 0; i < 12; ++i) ids.push_back(cp.submit(keyed_job("chatty", agent.api_key)));
   ASSERT_TRUE(eventually([&] { return !cp.records(ids[0]).empty(); })) << read_text(log);
 
+  const auto before = read_text(log).size();
   cp.kill();
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // the agent keeps running and spooling
+  // The agent keeps running and spooling: an upload fails while the control plane is
+  // down (the event), and only then does it come back.
+  ASSERT_TRUE(eventually([&] {
+    return read_text(log).find("failed", before) != std::string::npos;
+  })) << read_text(log);
   cp.start();
 
   std::string expected;

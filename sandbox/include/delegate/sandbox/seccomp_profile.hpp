@@ -45,6 +45,7 @@ struct Selector {
   std::vector<std::string> arches;
   std::optional<KernelVersion> min_kernel;
   [[nodiscard]] bool empty() const { return caps.empty() && arches.empty() && !min_kernel; }
+  friend bool operator==(const Selector&, const Selector&) = default;
 };
 
 struct Rule {
@@ -58,6 +59,7 @@ struct Rule {
 
   // "syscalls[3].names[1]" (or "syscalls[3].name"), for messages about one name.
   [[nodiscard]] std::string where(std::size_t name_index) const;
+  friend bool operator==(const Rule&, const Rule&) = default;
 };
 
 struct Profile {
@@ -65,6 +67,8 @@ struct Profile {
   Verdict default_verdict;
   std::vector<std::string> architectures;  // SCMP_ARCH_*: validated, informational only
   std::vector<Rule> syscalls;
+  // Same meaning and spelling (comments aside): what the parser kept of a document.
+  friend bool operator==(const Profile&, const Profile&) = default;
 };
 
 // What includes/excludes are evaluated against. A step never holds capabilities.
