@@ -240,8 +240,8 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
   if (request.host_network) {
     struct stat st {};
     std::error_code ec;
-    const fs::path target = fs::canonical("/etc/resolv.conf", ec);
-    if (::lstat("/etc/resolv.conf", &st) == 0 && S_ISLNK(st.st_mode) && !ec && in_fresh(target) &&
+    const fs::path target = fs::canonical(request.resolv_conf, ec);
+    if (::lstat(request.resolv_conf.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && !ec && in_fresh(target) &&
         !under(target, "/tmp")) {
       auto r = resolve_pinned(target, plan_pins, "resolv.conf target");
       if (!r) return std::unexpected(r.error());

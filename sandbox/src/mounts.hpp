@@ -82,6 +82,7 @@ struct MountRequest {
   // The step shares the host's network: keep name resolution working when
   // /etc/resolv.conf is a symlink into the covered /run.
   bool host_network = false;
+  std::string resolv_conf = "/etc/resolv.conf";  // the host's resolver configuration (a test may point elsewhere)
   // Canonical paths of the granted host sockets (IsolationPlan::sockets). When there
   // are any, every other named socket the host lists in /proc/net/unix is covered.
   std::vector<std::string> sockets;

@@ -165,5 +165,36 @@ TEST_F(MountResolution, LauncherRefusesAPathThatResolvesIntoAHiddenPath) {
   EXPECT_EQ(c.out, "secret");
 }
 
+// /run is an empty tmpfs in the view; a network step whose resolv.conf is a symlink
+// into /run (systemd-resolved's stub) gets that one file back, read-only, and nothing
+// else of its directory.
+TEST_F(MountResolution, ResolvConfInRunComesBackForNetworkStepsOnly) {
+  const Tree t;
+  std::string run_dir = "/run/delegate-resolv-XXXXXX";
+  ASSERT_NE(::mkdtemp(run_dir.data()), nullptr);
+  struct RemoveOnExit {
+    std::string dir;
+    ~RemoveOnExit() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{run_dir};
+  std::ofstream(run_dir + "/stub-resolv.conf") << "nameserver 127.0.0.53\n";
+  std::ofstream(run_dir + "/other") << "other";
+  fs::create_symlink(run_dir + "/stub-resolv.conf", t / "resolv.conf");
+  detail::MountRequest r;
+  r.workdir = t.work().string();
+  r.resolv_conf = (t / "resolv.conf").string();
+  r.host_network = true;
+  auto plan = detail::build_mount_plan(r);
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_EQ(apply_in_child(*plan, run_dir + "/stub-resolv.conf"), "nameserver 127.0.0.53\n");
+  EXPECT_EQ(apply_in_child(*plan, run_dir + "/other"), "");
+  r.host_network = false;
+  plan = detail::build_mount_plan(r);
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_EQ(apply_in_child(*plan, run_dir + "/stub-resolv.conf"), "");
+}
+
 }  // namespace
 }  // namespace delegate::sandbox
