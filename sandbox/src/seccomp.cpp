@@ -218,6 +218,7 @@ Result<SeccompProgram> SeccompProgram::compile(const seccomp::Profile& profile,
     }
     if (auto r = add_override(*rules, call, eperm, std::move(families)); !r) return std::unexpected(r.error());
   }
+  // io_uring can open sockets (IORING_OP_SOCKET) without calling socket().
   if (!options.network || !options.unix_sockets) {
     if (auto r = add_override(*rules, "io_uring_setup", eperm, {}); !r) return std::unexpected(r.error());
   }
