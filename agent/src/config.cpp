@@ -189,6 +189,9 @@ Result<void> apply(Config& c, const std::string& section, const std::string& key
     } else if (key == "hide_paths") {
       c.sandbox.hide_paths.clear();
       for (const auto& p : split_csv(value)) c.sandbox.hide_paths.emplace_back(p);
+    } else if (key == "allow_sockets") {
+      c.sandbox.allow_sockets.clear();
+      for (const auto& p : split_csv(value)) c.sandbox.allow_sockets.emplace_back(p);
     } else {
       return fail(Errc::invalid_argument, where + ": unknown key");
     }
@@ -241,6 +244,9 @@ Result<void> validate(const Config& c) {
   }
   for (const auto& p : c.sandbox.hide_paths) {
     if (!p.is_absolute()) return fail(Errc::invalid_argument, "sandbox.hide_paths: " + p.string() + " is not absolute");
+  }
+  for (const auto& p : c.sandbox.allow_sockets) {
+    if (!p.is_absolute()) return fail(Errc::invalid_argument, "sandbox.allow_sockets: " + p.string() + " is not absolute");
   }
   if (c.auth.api_keys_file.empty() && c.auth.oauth.empty()) {
     return fail(Errc::invalid_argument, "auth: configure api_keys_file and/or oauth issuers (no job could ever be authorised)");
@@ -319,10 +325,10 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
           c.agent.tags = *v;
-        } else if (section == "sandbox" && key == "hide_paths") {
+        } else if (section == "sandbox" && (key == "hide_paths" || key == "allow_sockets")) {
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
-          c.sandbox.hide_paths.assign(v->begin(), v->end());
+          (key == "hide_paths" ? c.sandbox.hide_paths : c.sandbox.allow_sockets).assign(v->begin(), v->end());
         } else if (section == "auth" && key == "oauth") {
           if (!item.second.IsSequence()) return fail(Errc::invalid_argument, where + ": must be a list");
           for (std::size_t i = 0; i < item.second.size(); ++i) {

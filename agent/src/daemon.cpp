@@ -58,6 +58,7 @@ connectors::StepContext step_base(const Config& c) {
   ctx.work_parent = c.agent.state_dir / "work";
   ctx.step_user = sandbox::StepUser{c.sandbox.step_uid, c.sandbox.step_gid};
   ctx.allow_root = c.sandbox.allow_root_steps;
+  ctx.allowed_sockets = c.sandbox.allow_sockets;
   std::vector<std::filesystem::path> hidden = {c.agent.state_dir, c.control_plane.enrollment_token_file,
                                                 c.auth.api_keys_file, c.agent.spool_key_file};
   hidden.insert(hidden.end(), c.sandbox.hide_paths.begin(), c.sandbox.hide_paths.end());

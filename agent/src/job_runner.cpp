@@ -84,11 +84,13 @@ class Recorder {
 
 }  // namespace
 
-Result<std::shared_ptr<const sandbox::SeccompProgram>> FilterCache::get(const std::string& profile, bool network) {
+Result<std::shared_ptr<const sandbox::SeccompProgram>> FilterCache::get(const std::string& profile, bool network,
+                                                                        bool unix_sockets) {
   std::lock_guard lock(mu_);
-  auto key = std::make_pair(profile, network);
+  auto key = std::make_tuple(profile, network, unix_sockets);
   if (auto it = programs_.find(key); it != programs_.end()) return it->second;
-  auto compiled = sandbox::SeccompProgram::compile(profile, sandbox::SeccompOptions{.network = network});
+  auto compiled = sandbox::SeccompProgram::compile(
+      profile, sandbox::SeccompOptions{.network = network, .unix_sockets = unix_sockets});
   if (!compiled) return std::unexpected(compiled.error());
   auto shared = std::make_shared<const sandbox::SeccompProgram>(std::move(*compiled));
   programs_.emplace(key, shared);
@@ -144,7 +146,8 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         ctx.remaining = left;
       }
       auto prepared = connectors::prepare_step(step, i, decision.params, ctx);
-      auto filter = prepared ? deps.filters.get(prepared->spec.profile, prepared->spec.network)
+      auto filter = prepared ? deps.filters.get(prepared->spec.profile, prepared->spec.network,
+                                                       !prepared->spec.isolation.sockets.empty())
                              : Result<std::shared_ptr<const sandbox::SeccompProgram>>(std::unexpected(prepared.error()));
       if (!prepared || !filter) {
         const auto& err = !prepared ? prepared.error() : filter.error();

@@ -239,6 +239,23 @@ TEST(ConfigSandbox, HidePathsFromYamlListAndEnvironmentCsv) {
   EXPECT_NE(error_of(with_sandbox("  hide_paths: [[/a]]\n")).find("sandbox.hide_paths[0]"), std::string::npos);
 }
 
+// The agent's half of a host-socket grant: nothing unless listed, absolute paths only.
+TEST(ConfigSandbox, AllowSocketsFromYamlListAndEnvironmentCsv) {
+  auto none = parse_config(with_sandbox("  allow_root_steps: false\n"), {});
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_TRUE(none->sandbox.allow_sockets.empty());
+  auto list = parse_config(with_sandbox("  allow_sockets: [/run/systemd/private]\n"), {});
+  ASSERT_TRUE(list) << list.error().message;
+  EXPECT_EQ(list->sandbox.allow_sockets, (std::vector<std::filesystem::path>{"/run/systemd/private"}));
+  auto env = parse_config(with_sandbox("  allow_sockets: [/run/a.sock]\n"),
+                          {{"DELEGATE_SANDBOX_ALLOW_SOCKETS", "/run/b.sock,/run/c.sock"}});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->sandbox.allow_sockets, (std::vector<std::filesystem::path>{"/run/b.sock", "/run/c.sock"}));
+  auto rel = error_of(with_sandbox("  allow_sockets: [run/x.sock]\n"));
+  EXPECT_NE(rel.find("sandbox.allow_sockets: run/x.sock is not absolute"), std::string::npos) << rel;
+  EXPECT_NE(error_of(with_sandbox("  allow_sockets: /run/x.sock\n")).find("sandbox.allow_sockets"), std::string::npos);
+}
+
 TEST(ConfigSandbox, UnknownKeysAndVariablesAreErrors) {
   auto key = error_of(with_sandbox("  step_users: nobody\n"));
   EXPECT_NE(key.find("sandbox.step_users: unknown key"), std::string::npos) << key;

@@ -73,6 +73,23 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                                       "(sandbox.allow_root_steps)");
   }
   auto& iso = spec.isolation;
+  // A host socket needs both halves: the runbook asks for it, the agent's policy lists
+  // it. Compared after resolving symlinks, so neither side can name it by an alias.
+  for (const auto& requested : sb.sockets) {
+    std::error_code ec;
+    const auto canon = std::filesystem::canonical(requested, ec);
+    if (ec) return fail(Errc::not_found, "step " + step.name + " asks for host socket " + requested + ": " + ec.message());
+    const bool allowed = std::any_of(ctx.allowed_sockets.begin(), ctx.allowed_sockets.end(), [&](const auto& a) {
+      std::error_code aec;
+      const auto allowed_canon = std::filesystem::canonical(a, aec);
+      return !aec && allowed_canon == canon;
+    });
+    if (!allowed) {
+      return fail(Errc::permission, "step " + step.name + " asks for host socket " + requested +
+                                        ", which this agent's policy does not allow (sandbox.allow_sockets)");
+    }
+    iso.sockets.push_back(canon);
+  }
   iso.root = sb.root;
   iso.user = ctx.step_user;
   iso.allow_degraded = sb.allow_degraded;
@@ -136,6 +153,7 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                          {"ro", sb.ro},
                          {"rw", sb.rw},
                          {"hide", sb.hide},
+                         {"sockets", sb.sockets},
                          {"isolation", sandbox::describe(*plan)}}}};
   return out;
 }

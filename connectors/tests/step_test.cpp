@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -233,23 +237,114 @@ TEST(PrepareStepSandbox, StepStartRecordsTheSandbox) {
   EXPECT_EQ(sb["rw"], Json::array({"/var/log/nginx"}));
   // Only what the runbook asked for: the agent's own hidden paths are not recorded.
   EXPECT_EQ(sb["hide"], Json::array({"/etc/nginx/private"}));
-  const Json& iso = sb["isolation"];
-  for (const char* key : {"namespaces", "user", "cgroup", "limits_via", "degraded"}) {
-    EXPECT_TRUE(iso.contains(key)) << key << " in " << iso.dump();
+  EXPECT_EQ(sb["sockets"], Json::array());
+  // The isolation as literal values: every namespace but net (network: true shares the
+  // host's), the policy's step user (an unprivileged agent can only map itself), the
+  // cgroup controllers this host offers, no socket, nothing degraded.
+  const auto& h = sandbox::host_support();
+  if (!h.user_ns) GTEST_SKIP() << "the literal record below assumes user namespaces";
+  auto version = [](sandbox::CgroupVersion v) {
+    return v == sandbox::CgroupVersion::v2 ? "v2" : v == sandbox::CgroupVersion::v1 ? "v1" : "none";
+  };
+  const bool any_cgroup = h.memory != sandbox::CgroupVersion::none || h.pids != sandbox::CgroupVersion::none ||
+                          h.cpu != sandbox::CgroupVersion::none;
+  const Json expected{
+      {"namespaces", Json::array({"user", "pid", "mount", "ipc", "uts", "cgroup"})},
+      {"user", Json{{"uid", h.is_root ? 4242u : ::getuid()}, {"gid", h.is_root ? 4343u : ::getgid()}, {"root", false}}},
+      {"cgroup", Json{{"memory", version(h.memory)}, {"pids", version(h.pids)}, {"cpu", version(h.cpu)}}},
+      {"limits_via", any_cgroup ? "cgroup+rlimits" : "rlimits"},
+      {"sockets", Json::array()},
+      {"degraded", Json::array()}};
+  EXPECT_EQ(sb["isolation"], expected);
+}
+
+// A listening Unix socket in a private directory, plus a symlink to it.
+class HostSocket {
+ public:
+  HostSocket() {
+    std::string tmpl = "/tmp/delegate-step-sock-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
+    dir_ = tmpl;
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path().c_str());
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) std::abort();
+    std::filesystem::create_symlink(path(), link());
   }
-  // The record is exactly the plan for this host.
-  auto plan = sandbox::plan_isolation(p->spec, sandbox::host_support());
-  ASSERT_TRUE(plan) << plan.error().message;
-  EXPECT_EQ(iso, sandbox::describe(*plan));
-  const auto& ns = iso["namespaces"];
-  EXPECT_NE(std::find(ns.begin(), ns.end(), Json("mount")), ns.end()) << ns.dump();
-  EXPECT_NE(std::find(ns.begin(), ns.end(), Json("pid")), ns.end()) << ns.dump();
-  // network: true shares the host network: no net namespace.
-  EXPECT_EQ(std::find(ns.begin(), ns.end(), Json("net")), ns.end()) << ns.dump();
-  for (const char* c : {"memory", "pids", "cpu"}) {
-    const auto v = iso["cgroup"][c].get<std::string>();
-    EXPECT_TRUE(v == "v1" || v == "v2" || v == "none") << c << "=" << v;
+  ~HostSocket() {
+    ::close(fd_);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
   }
+  HostSocket(const HostSocket&) = delete;
+  HostSocket& operator=(const HostSocket&) = delete;
+  std::string path() const { return (dir_ / "service.sock").string(); }
+  std::string link() const { return (dir_ / "alias.sock").string(); }
+  std::string dir() const { return dir_.string(); }
+
+ private:
+  std::filesystem::path dir_;
+  int fd_ = -1;
+};
+
+// A host socket needs the runbook's request AND the agent's allow_sockets.
+TEST(PrepareStepSandbox, HostSocketNeedsBothTheRunbookAndTheAgentPolicy) {
+  if (!host_has_mount_ns()) GTEST_SKIP() << "no mount namespace on this host";
+  const HostSocket sock;
+  auto asks = sandboxed_step();
+  asks.sandbox.sockets = {sock.path()};
+
+  // Runbook only: refused before anything runs.
+  auto refused = prepare_step(asks, 0, Json{{"service", "x"}}, policy_context());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::permission);
+  EXPECT_EQ(refused.error().message, "step restart asks for host socket " + sock.path() +
+                                         ", which this agent's policy does not allow (sandbox.allow_sockets)");
+
+  // Agent policy only: nothing is granted to a step that does not ask.
+  auto ctx = policy_context();
+  ctx.allowed_sockets = {sock.path()};
+  auto not_asked = prepare_step(sandboxed_step(), 0, Json{{"service", "x"}}, ctx);
+  ASSERT_TRUE(not_asked) << not_asked.error().message;
+  EXPECT_TRUE(not_asked->spec.isolation.sockets.empty());
+  EXPECT_EQ(not_asked->audit["sandbox"]["isolation"]["sockets"], Json::array());
+
+  // Both: granted, at its canonical path, and recorded in step.start.
+  auto granted = prepare_step(asks, 0, Json{{"service", "x"}}, ctx);
+  ASSERT_TRUE(granted) << granted.error().message;
+  EXPECT_EQ(granted->spec.isolation.sockets, (std::vector<std::filesystem::path>{sock.path()}));
+  EXPECT_EQ(granted->audit["sandbox"]["sockets"], Json::array({sock.path()}));
+  EXPECT_EQ(granted->audit["sandbox"]["isolation"]["sockets"], Json::array({sock.path()}));
+
+  // The two sides are compared after resolving symlinks: an alias is the same socket.
+  auto via_alias = asks;
+  via_alias.sandbox.sockets = {sock.link()};
+  auto alias = prepare_step(via_alias, 0, Json{{"service", "x"}}, ctx);
+  ASSERT_TRUE(alias) << alias.error().message;
+  EXPECT_EQ(alias->spec.isolation.sockets, (std::vector<std::filesystem::path>{sock.path()}));
+
+  // Another socket than the one the agent lists is refused; a missing one too.
+  const HostSocket other;
+  auto asks_other = sandboxed_step();
+  asks_other.sandbox.sockets = {other.path()};
+  auto wrong = prepare_step(asks_other, 0, Json{{"service", "x"}}, ctx);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, Errc::permission);
+  auto asks_missing = sandboxed_step();
+  asks_missing.sandbox.sockets = {sock.dir() + "/missing.sock"};
+  auto missing = prepare_step(asks_missing, 0, Json{{"service", "x"}}, ctx);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+
+  // Listed by the agent but not a socket: the isolation plan refuses it.
+  auto asks_file = sandboxed_step();
+  asks_file.sandbox.sockets = {"/etc/hostname"};
+  auto file_ctx = policy_context();
+  file_ctx.allowed_sockets = {"/etc/hostname"};
+  auto file = prepare_step(asks_file, 0, Json{{"service", "x"}}, file_ctx);
+  ASSERT_FALSE(file);
+  EXPECT_EQ(file.error().message, "step restart: host socket /etc/hostname is not a socket");
 }
 
 TEST(PrepareStepSandbox, StepStartDefaultsForAPlainStep) {

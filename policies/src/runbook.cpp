@@ -170,7 +170,7 @@ ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
 
 StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
   detail::ycheck_keys(n, path, {"profile", "network", "timeout_s", "memory_mb", "cpu_s", "pids", "output_kb",
-                                "cpu_percent", "root", "allow_degraded", "ro", "rw", "hide"});
+                                "cpu_percent", "root", "allow_degraded", "ro", "rw", "hide", "sockets"});
   StepSandbox s;
   auto u32 = [&](const char* key, std::int64_t hi) {
     return static_cast<std::uint32_t>(detail::yint_range(n[key], ykey(path, key), 1, hi));
@@ -186,13 +186,16 @@ StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
   if (n["cpu_percent"]) s.cpu_percent = u32("cpu_percent", 100000);
   if (n["root"]) s.root = detail::ybool(n["root"], ykey(path, "root"));
   if (n["allow_degraded"]) s.allow_degraded = detail::ybool(n["allow_degraded"], ykey(path, "allow_degraded"));
-  for (const char* key : {"ro", "rw", "hide"}) {
+  // sockets: host Unix sockets the step asks to connect to; granted only when the
+  // agent's sandbox.allow_sockets lists them too.
+  for (const char* key : {"ro", "rw", "hide", "sockets"}) {
     if (!n[key]) continue;
     const YAML::Node& list = n[key];
     if (!list.IsSequence()) yfail(ykey(path, key), "must be a list of absolute paths");
     // Each entry is a mount in the step's launch; a bound list keeps launches bounded.
     if (list.size() > 64) yfail(ykey(path, key), "at most 64 paths");
-    auto& dst = std::string_view(key) == "ro" ? s.ro : std::string_view(key) == "rw" ? s.rw : s.hide;
+    const std::string_view k = key;
+    auto& dst = k == "ro" ? s.ro : k == "rw" ? s.rw : k == "hide" ? s.hide : s.sockets;
     for (std::size_t i = 0; i < list.size(); ++i) {
       const std::string where = ykey(path, key) + "[" + std::to_string(i) + "]";
       auto p = detail::ystring(list[i], where);

@@ -198,6 +198,10 @@ TEST(RunbookSandbox, EveryNewKeyParses) {
   EXPECT_EQ(sb.ro, (std::vector<std::string>{"/etc/nginx", "/usr/share/doc"}));
   EXPECT_EQ(sb.rw, (std::vector<std::string>{"/var/log/nginx"}));
   EXPECT_EQ(sb.hide, (std::vector<std::string>{"/etc/nginx/secrets", "/root/.ssh/id_ed25519"}));
+  EXPECT_TRUE(sb.sockets.empty());
+  auto sockets = with_sandbox("{sockets: [/run/systemd/private]}");
+  ASSERT_TRUE(sockets) << sockets.error().message;
+  EXPECT_EQ(sockets->steps[0].sandbox.sockets, (std::vector<std::string>{"/run/systemd/private"}));
   // Bounds are inclusive; false is a valid explicit value.
   auto lo = with_sandbox("{cpu_percent: 1, root: false, allow_degraded: false, ro: []}");
   ASSERT_TRUE(lo) << lo.error().message;
@@ -241,6 +245,9 @@ TEST(RunbookSandbox, InvalidValuesAreErrorsNamingTheKey) {
       {"{ro: /etc/nginx}", "steps[0].sandbox.ro: must be a list of absolute paths"},
       {"{rw: {a: b}}", "steps[0].sandbox.rw: must be a list of absolute paths"},
       {"{hide: [[/a]]}", "steps[0].sandbox.hide[0]: must be a string"},
+      {"{sockets: [run/x.sock]}", "steps[0].sandbox.sockets[0]: must be an absolute path"},
+      {"{sockets: /run/x.sock}", "steps[0].sandbox.sockets: must be a list of absolute paths"},
+      {"{sockets: ['/run/${params.p}']}", "steps[0].sandbox.sockets[0]: a mount path cannot be a parameter"},
       {"{read_only: [/etc]}", "steps[0].sandbox.read_only: unknown key"},
       {"{cpu_pct: 50}", "steps[0].sandbox.cpu_pct: unknown key"},
   };
@@ -364,6 +371,11 @@ TEST(Catalog, LoadsShippedRunbooks) {
   ASSERT_NE(rs, nullptr);
   EXPECT_EQ(rs->steps[0].argv[2], "${params.service}");
   EXPECT_TRUE(rs->steps[0].sandbox.root);  // systemctl needs uid 0; the agent must allow it
+  // ...and systemd's private socket, which the agent must list in allow_sockets, plus
+  // the "booted" marker directory systemctl checks. Nothing else of /run.
+  EXPECT_EQ(rs->steps[0].sandbox.sockets, (std::vector<std::string>{"/run/systemd/private"}));
+  EXPECT_EQ(rs->steps[0].sandbox.ro, (std::vector<std::string>{"/run/systemd/system"}));
+  EXPECT_FALSE(rs->steps[0].sandbox.network);
   EXPECT_EQ(cat->find("nope"), nullptr);
 }
 

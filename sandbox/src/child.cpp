@@ -142,9 +142,6 @@ void child_main(const ChildPlan& plan) noexcept {
   // signal is armed first and the go-byte read below covers a parent that died
   // before it was armed (its end of the pipe closes).
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) die(plan, ChildStage::death_signal, errno);
-  // Core dumps and /proc/<pid>/{mem,environ} of this copy of the agent's memory must
-  // not be reachable from the step.
-  (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
   char go = 0;
   for (;;) {
@@ -153,6 +150,13 @@ void child_main(const ChildPlan& plan) noexcept {
     if (n < 0 && errno == EINTR) continue;
     ::_exit(127);  // the parent gave up on this launch (or died); it reports why
   }
+
+  // Core dumps and /proc/<pid>/{mem,environ} of this copy of the agent's memory must
+  // not be reachable from the step. Only after the go byte: a non-dumpable process's
+  // /proc/<pid> files belong to root of the initial user namespace, so an unprivileged
+  // parent could no longer write this child's setgroups/uid_map/gid_map. Nothing of the
+  // step runs before this point, so nothing could have read the memory meanwhile.
+  (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
   // Everything of the agent's but what this launch needs: the init lives as long as
   // the step and must not keep the agent's sockets, spool or key files open.

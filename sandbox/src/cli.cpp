@@ -26,7 +26,8 @@ constexpr int kSetupFailed = 125;
 constexpr const char* kUsage =
     "usage: sandbox-run [--profile NAME|FILE] [--network] [--timeout S] [--memory-mb N]\n"
     "                   [--pids N] [--cpu-percent N] [--ro PATH]... [--rw PATH]...\n"
-    "                   [--hide PATH]... [--root] [--allow-degraded] -- PROGRAM [ARGS...]\n"
+    "                   [--hide PATH]... [--socket PATH]... [--root] [--allow-degraded]\n"
+    "                   -- PROGRAM [ARGS...]\n"
     "\n"
     "Runs PROGRAM exactly as a runbook step would: new user, pid, mount, network, ipc,\n"
     "uts and cgroup namespaces; a read-only view of the host with a private /tmp, /dev,\n"
@@ -46,6 +47,9 @@ constexpr const char* kUsage =
     "  --ro PATH        make a host path visible read-only (the default view)\n"
     "  --rw PATH        make a host path writable by the step\n"
     "  --hide PATH      cover a host path with an empty directory (or /dev/null)\n"
+    "  --socket PATH    grant a host Unix socket (without one the step cannot create\n"
+    "                   Unix sockets at all; with one, every other named host socket\n"
+    "                   is covered)\n"
     "  --root           run as uid 0 (still without capabilities); needs a root caller\n"
     "  --allow-degraded run even if the host cannot provide every namespace\n"
     "\n"
@@ -62,6 +66,7 @@ struct Options {
   std::vector<std::string> ro;
   std::vector<std::string> rw;
   std::vector<std::string> hide;
+  std::vector<std::string> sockets;
   bool root = false;
   bool allow_degraded = false;
   std::vector<std::string> command;
@@ -148,13 +153,15 @@ std::variant<Options, UsageError> parse(int argc, char** argv) {
       if (auto e = number("--cpu-percent", 100000, o.cpu_percent)) return *e;
     } else if (take_value(arg, "--hide", value)) {
       o.hide.push_back(*value);
+    } else if (take_value(arg, "--socket", value)) {
+      o.sockets.push_back(*value);
     } else if (take_value(arg, "--ro", value)) {
       o.ro.push_back(*value);
     } else if (take_value(arg, "--rw", value)) {
       o.rw.push_back(*value);
     } else {
       const bool known = arg == "--profile" || arg == "--timeout" || arg == "--memory-mb" ||
-                         arg == "--pids" || arg == "--ro" || arg == "--rw" || arg == "--hide" ||
+                         arg == "--pids" || arg == "--ro" || arg == "--rw" || arg == "--hide" || arg == "--socket" ||
                          arg == "--cpu-percent";
       return UsageError{known ? std::string(arg) + " needs a value"
                               : "unknown option '" + std::string(arg) + "' (see --help)"};
@@ -232,7 +239,8 @@ int main_impl(int argc, char** argv) {
     write_all(STDOUT_FILENO, std::string("sandbox-run (delegate) ") + DELEGATE_VERSION + "\n");
     return 0;
   }
-  auto filter = SeccompProgram::compile(o.profile, SeccompOptions{.network = o.network});
+  auto filter = SeccompProgram::compile(o.profile,
+                                        SeccompOptions{.network = o.network, .unix_sockets = !o.sockets.empty()});
   if (!filter) return error_exit(filter.error().message);
 
   Spec spec;
@@ -255,6 +263,7 @@ int main_impl(int argc, char** argv) {
   add_mounts(o.ro, BindMount::Kind::read_only);
   add_mounts(o.rw, BindMount::Kind::read_write);
   add_mounts(o.hide, BindMount::Kind::hidden);
+  for (const auto& p : o.sockets) spec.isolation.sockets.emplace_back(std::filesystem::absolute(p));
   spec.isolation.root = o.root;
   spec.isolation.allow_degraded = o.allow_degraded;
 

@@ -2,10 +2,12 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -81,6 +83,22 @@ Result<IsolationPlan> plan_isolation(const Spec& spec, const HostSupport& host) 
   if (!p.mount_ns && !iso.mounts.empty()) {
     return fail(Errc::unavailable, "bind mounts need a mount namespace, which is unavailable on this host");
   }
+  if (!p.mount_ns && !iso.sockets.empty()) {
+    return fail(Errc::unavailable, "host socket grants need a mount namespace, which is unavailable on this host");
+  }
+  for (const auto& s : iso.sockets) {
+    if (!s.is_absolute()) return fail(Errc::invalid_argument, "host socket path must be absolute: " + s.string());
+    std::error_code ec;
+    const auto canon = std::filesystem::canonical(s, ec);
+    if (ec) return fail(Errc::not_found, "host socket " + s.string() + ": " + ec.message());
+    struct stat st {};
+    if (::stat(canon.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      return fail(Errc::invalid_argument, "host socket " + s.string() + " is not a socket");
+    }
+    if (std::find(p.sockets.begin(), p.sockets.end(), canon.string()) == p.sockets.end()) {
+      p.sockets.push_back(canon.string());
+    }
+  }
 
   if (host.is_root) {
     // uid 0 outside a user namespace of its own is the host's root: it owns /etc and
@@ -122,6 +140,8 @@ Json describe(const IsolationPlan& p) {
   };
   Json degraded = Json::array();
   for (const auto& d : p.degraded) degraded.push_back(d);
+  Json sockets = Json::array();
+  for (const auto& s : p.sockets) sockets.push_back(s);
   const bool any_cgroup = p.memory != CgroupVersion::none || p.pids != CgroupVersion::none ||
                           p.cpu != CgroupVersion::none;
   return Json{{"namespaces", ns},
@@ -130,6 +150,8 @@ Json describe(const IsolationPlan& p) {
                Json{{"memory", version(p.memory)}, {"pids", version(p.pids)}, {"cpu", version(p.cpu)}}},
               // Without a memory cgroup the memory limit is RLIMIT_AS; without pids, RLIMIT_NPROC.
               {"limits_via", any_cgroup ? "cgroup+rlimits" : "rlimits"},
+              // Host Unix sockets the step may connect to; empty: none at all.
+              {"sockets", sockets},
               {"degraded", degraded}};
 }
 

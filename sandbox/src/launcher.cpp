@@ -77,6 +77,16 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
   const HostSupport& host = host_support();
   auto iso = plan_isolation(spec, host);
   if (!iso) return early_outcome(Status::setup_failed, iso.error().message);
+  // The filter decides whether the step may make Unix sockets at all; the view decides
+  // which host sockets it could reach with them. They must describe the same grant:
+  // AF_UNIX without a grant would reach every host socket the view shows.
+  if (filter.options().unix_sockets != !iso->sockets.empty()) {
+    return early_outcome(Status::setup_failed,
+                         filter.options().unix_sockets
+                             ? "the seccomp filter allows Unix sockets but the step was granted no host socket"
+                             : "the step was granted host sockets but its seccomp filter refuses Unix sockets",
+                         *iso);
+  }
   const auto program = resolve_program(spec.argv[0]);
   if (!program) return early_outcome(Status::not_found, spec.argv[0] + ": program not found", *iso);
 
@@ -106,8 +116,12 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
 
   std::optional<MountPlan> mounts;
   if (iso->mount_ns) {
-    auto m = build_mount_plan(
-        MountRequest{workdir_str, spec.isolation.mounts, spec.limits.memory_bytes, iso->net_ns});
+    auto m = build_mount_plan(MountRequest{.workdir = workdir_str,
+                                           .binds = spec.isolation.mounts,
+                                           .tmp_bytes = spec.limits.memory_bytes,
+                                           .private_network = iso->net_ns,
+                                           .host_network = spec.network,
+                                           .sockets = iso->sockets});
     if (!m) return early_outcome(Status::setup_failed, m.error().message, *iso);
     mounts = std::move(*m);
   }

@@ -2,14 +2,17 @@
 
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <system_error>
 
 namespace delegate::sandbox::detail {
@@ -70,12 +73,76 @@ bool under(const fs::path& p, const fs::path& dir) {
   return a == dir.end();
 }
 
+long open_no_symlinks(int dirfd, const char* path, int flags) noexcept {
+  open_how how{};
+  how.flags = static_cast<std::uint64_t>(flags) | O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+// The host object at a canonical path, opened once without following symlinks: the
+// one resolution every later check and the child's bind refer to.
+struct Resolved {
+  std::string path;  // canonical
+  struct stat st {};
+};
+
+Result<Resolved> resolve_pinned(const fs::path& requested, std::vector<UniqueFd>& pins, const char* what) {
+  std::error_code ec;
+  if (!requested.is_absolute()) {
+    return fail(Errc::invalid_argument, std::string(what) + " must be absolute: " + requested.string());
+  }
+  const fs::path canon = fs::canonical(requested, ec);
+  if (ec) return fail(Errc::not_found, std::string(what) + " " + requested.string() + ": " + ec.message());
+  UniqueFd fd(static_cast<int>(open_no_symlinks(AT_FDCWD, canon.c_str(), 0)));
+  Resolved r;
+  if (!fd || ::fstat(fd.get(), &r.st) != 0) {
+    // A symlink appeared in a path that had none a moment ago.
+    return fail(Errc::permission, std::string(what) + " " + requested.string() + " changed while it was resolved: " +
+                                      std::strerror(errno));
+  }
+  r.path = canon.string();
+  pins.push_back(std::move(fd));
+  return r;
+}
+
+// Named sockets of the host (of the agent's network namespace) from /proc/net/unix,
+// canonical and still sockets; abstract ones ("@…") have no path to cover.
+std::vector<std::string> host_named_sockets() {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/net/unix");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    // "Num RefCount Protocol Flags Type St Inode Path": the path follows the 7th field.
+    std::size_t pos = 0;
+    for (int field = 0; field < 7 && pos != std::string::npos; ++field) {
+      pos = line.find_first_not_of(' ', pos);
+      if (pos != std::string::npos) pos = line.find(' ', pos);
+    }
+    if (pos == std::string::npos || pos + 1 >= line.size() || line[pos + 1] != '/') continue;
+    std::error_code ec;
+    const fs::path canon = fs::canonical(line.substr(pos + 1), ec);
+    struct stat st {};
+    if (ec || ::lstat(canon.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    out.push_back(canon.string());
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 }  // namespace
 
 Result<MountPlan> build_mount_plan(const MountRequest& request) {
   Builder b;
   const std::string neu = kNew;
   const std::string old = kOld;
+  std::vector<UniqueFd> plan_pins;
+  struct stat null_st {};
+  if (::stat("/dev/null", &null_st) != 0 || !S_ISCHR(null_st.st_mode)) {
+    return fail(Errc::unavailable, "/dev/null is not a character device on this host");
+  }
 
   b.add({.op = MountOp::make_private, .target = "/"});
   b.fs_mount("tmpfs", kScratch, MS_NOSUID | MS_NODEV, "mode=0700");
@@ -135,56 +202,148 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
            .optional = true});
   }
 
+  // The host's runtime directory holds its service sockets (D-Bus, systemd, container
+  // runtimes): the step gets an empty one, read-only once the view is built. The
+  // seccomp filter is what keeps every other path socket out of reach (docs/sandbox.md).
+  std::vector<std::string> hidden_dirs;
+  std::vector<fs::path> fresh = {"/tmp", "/run"};  // mount points made by us, not host objects
+  if (::access("/run", F_OK) == 0) {
+    b.fs_mount("tmpfs", neu + "/run", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=1m");
+    hidden_dirs.push_back(neu + "/run");
+  }
+  {
+    struct stat st {};
+    // Usually a symlink to /run, and then already covered.
+    if (::lstat("/var/run", &st) == 0 && S_ISDIR(st.st_mode)) {
+      b.fs_mount("tmpfs", neu + "/var/run", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=1m");
+      hidden_dirs.push_back(neu + "/var/run");
+      fresh.emplace_back("/var/run");
+    }
+  }
+  auto in_fresh = [&](const fs::path& p) {
+    return std::any_of(fresh.begin(), fresh.end(), [&](const fs::path& f) { return under(p, f); });
+  };
+  auto bind_checked = [&](const Resolved& r, bool recursive, std::uint64_t attrs) {
+    const bool dir = S_ISDIR(r.st.st_mode);
+    b.parents(r.path);
+    dir ? b.mkdir(neu + r.path) : b.mkfile(neu + r.path);
+    b.add({.op = MountOp::bind_checked,
+           .source = b.str(old + r.path),
+           .target = b.str(neu + r.path),
+           .recursive = recursive,
+           .src_dev = r.st.st_dev,
+           .src_ino = r.st.st_ino});
+    b.attr(neu + r.path, attrs, recursive);
+  };
+  // A name-resolution configuration that lives in /run (systemd-resolved's stub file):
+  // only that file comes back, read-only.
+  if (request.host_network) {
+    struct stat st {};
+    std::error_code ec;
+    const fs::path target = fs::canonical(request.resolv_conf, ec);
+    if (::lstat(request.resolv_conf.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && !ec && in_fresh(target) &&
+        !under(target, "/tmp")) {
+      auto r = resolve_pinned(target, plan_pins, "resolv.conf target");
+      if (!r) return std::unexpected(r.error());
+      if (S_ISREG(r->st.st_mode)) {
+        bind_checked(*r, false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+      }
+    }
+  }
+
   // Binds and hidden paths first, the working directory last: it must stay visible even
-  // when it lies below a hidden path.
+  // when it lies below a hidden path. Each path is resolved once, here; the checks and
+  // the child's bind all refer to that one resolution.
   const fs::path work(request.workdir);
   if (!work.is_absolute()) return fail(Errc::invalid_argument, "working directory must be absolute");
-  std::vector<std::string> hidden_dirs;
+  std::vector<fs::path> hidden_so_far;
   for (const BindMount& m : request.binds) {
-    std::error_code ec;
-    if (!m.path.is_absolute()) {
-      return fail(Errc::invalid_argument, "mount path must be absolute: " + m.path.string());
-    }
-    const fs::path canon = fs::canonical(m.path, ec);
-    if (ec) return fail(Errc::not_found, "mount path " + m.path.string() + ": " + ec.message());
+    auto r = resolve_pinned(m.path, plan_pins, "mount path");
+    if (!r) return std::unexpected(r.error());
+    const fs::path canon = r->path;
     for (const char* reserved : {"/proc", "/dev"}) {
       if (under(canon, reserved)) {
         return fail(Errc::invalid_argument, "mount path " + canon.string() + " is inside " + reserved +
                                                 ", which the sandbox provides itself");
       }
     }
-    const bool dir = fs::is_directory(canon, ec);
+    const bool dir = S_ISDIR(r->st.st_mode);
     const std::string inner = canon.string() == "/" ? "" : canon.string();
+    if (m.kind != BindMount::Kind::hidden) {
+      // A bind on top of an earlier hidden path re-exposes it, from below (part of it)
+      // or from above (all of it, the host's tree covering the hidden mount).
+      for (const auto& h : hidden_so_far) {
+        if (under(canon, h) || under(h, canon)) {
+          return fail(Errc::permission, "mount path " + m.path.string() + " resolves to " + canon.string() +
+                                            ", which overlaps the hidden path " + h.string());
+        }
+      }
+    }
     switch (m.kind) {
       case BindMount::Kind::read_write:
         if (inner.empty()) return fail(Errc::invalid_argument, "refusing to make the whole host root writable");
-        b.parents(canon);
-        dir ? b.mkdir(neu + inner) : b.mkfile(neu + inner);
-        b.bind(old + inner, neu + inner, true);
-        b.attr(neu + inner, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
+        bind_checked(*r, true, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         break;
       case BindMount::Kind::read_only:
-        b.parents(canon);
-        dir ? b.mkdir(neu + inner) : b.mkfile(neu + inner);
-        b.bind(old + inner, neu + inner, true);
-        b.attr(neu + (inner.empty() ? "/" : inner), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-               true);
+        if (inner.empty()) {
+          b.add({.op = MountOp::bind_checked,
+                 .source = b.str(old),
+                 .target = b.str(neu),
+                 .recursive = true,
+                 .src_dev = r->st.st_dev,
+                 .src_ino = r->st.st_ino});
+          b.attr(neu, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true);
+          break;
+        }
+        bind_checked(*r, true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         break;
-      case BindMount::Kind::hidden:
+      case BindMount::Kind::hidden: {
         if (inner.empty()) return fail(Errc::invalid_argument, "cannot hide the root");
-        // The mount point may be missing from the step's view (below its private /tmp).
+        hidden_so_far.push_back(canon);
+        // The mount point may be missing from the step's view (below its private /tmp
+        // or /run); where it is the host's object, it must still be the one resolved.
+        const bool host_object = !in_fresh(canon);
         b.parents(canon);
         dir ? b.mkdir(neu + inner) : b.mkfile(neu + inner);
         if (dir) {
           // Writable until the working directory's mount point is made (it may lie
           // below, e.g. in the agent's hidden state_dir); read-only right after.
-          b.fs_mount("tmpfs", neu + inner, MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=4k");
+          b.add({.op = MountOp::tmpfs_checked,
+                 .target = b.str(neu + inner),
+                 .check_target = host_object,
+                 .tgt_dev = r->st.st_dev,
+                 .tgt_ino = r->st.st_ino});
           hidden_dirs.push_back(neu + inner);
+          fresh.push_back(canon);
         } else {
-          b.bind(old + "/dev/null", neu + inner, false);
+          b.add({.op = MountOp::bind_checked,
+                 .source = b.str(old + "/dev/null"),
+                 .target = b.str(neu + inner),
+                 .src_dev = null_st.st_dev,
+                 .src_ino = null_st.st_ino,
+                 .check_target = host_object,
+                 .tgt_dev = r->st.st_dev,
+                 .tgt_ino = r->st.st_ino});
           b.attr(neu + inner, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false);
         }
         break;
+      }
+    }
+  }
+
+  // Granted host sockets, at their canonical paths; then every other named socket the
+  // host lists is covered wherever the view (the host's tree and the binds above) still
+  // shows one: with AF_UNIX allowed, the step could otherwise connect to any of them.
+  for (const auto& path : request.sockets) {
+    auto r = resolve_pinned(path, plan_pins, "host socket");
+    if (!r) return std::unexpected(r.error());
+    if (!S_ISSOCK(r->st.st_mode)) return fail(Errc::invalid_argument, "host socket " + path + " is not a socket");
+    bind_checked(*r, false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  }
+  if (!request.sockets.empty()) {
+    for (const auto& path : host_named_sockets()) {
+      if (std::find(request.sockets.begin(), request.sockets.end(), path) != request.sockets.end()) continue;
+      b.add({.op = MountOp::cover_socket, .source = b.str(old + "/dev/null"), .target = b.str(neu + path)});
     }
   }
 
@@ -197,6 +356,7 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
     hidden_dirs.push_back(neu + work.parent_path().string());
   }
   b.mkdir(neu + request.workdir);
+  // Made by the launcher a moment ago, in a directory only the agent writes.
   b.bind(old + request.workdir, neu + request.workdir, false);
   b.attr(neu + request.workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, false);
 
@@ -205,7 +365,9 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
   b.add({.op = MountOp::change_dir, .target = kNew});
   b.add({.op = MountOp::pivot_self});
   b.add({.op = MountOp::change_dir, .target = "/"});
-  return b.take();
+  MountPlan plan = b.take();
+  plan.pins = std::move(plan_pins);
+  return plan;
 }
 
 namespace {
@@ -224,6 +386,95 @@ int pivot(const char* new_root, const char* put_old) noexcept {
 bool exists(const char* path) noexcept {
   struct stat st {};
   return ::lstat(path, &st) == 0;
+}
+
+// close() that keeps the errno of the failure being reported.
+void close_keep_errno(int fd) noexcept {
+  const int saved = errno;
+  ::close(fd);
+  errno = saved;
+}
+
+// Opens `path` without following any symlink and checks it is the object the parent
+// resolved. Returns the O_PATH descriptor, or -1 with errno (ESTALE: another object).
+int open_identified(const char* path, dev_t dev, ino_t ino) noexcept {
+  const int fd = static_cast<int>(open_no_symlinks(AT_FDCWD, path, 0));
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    close_keep_errno(fd);
+    return -1;
+  }
+  if (st.st_dev != dev || st.st_ino != ino) {
+    ::close(fd);
+    errno = ESTALE;
+    return -1;
+  }
+  return fd;
+}
+
+// Attaches a detached mount (open_tree/fsmount) at the step's target. Consumes `tree`.
+int attach(int tree, const MountStep& s) noexcept {
+  int rc = 0;
+  if (s.check_target) {
+    const int to = open_identified(s.target, s.tgt_dev, s.tgt_ino);
+    if (to < 0) {
+      close_keep_errno(tree);
+      return -1;
+    }
+    rc = ::move_mount(tree, "", to, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    close_keep_errno(to);
+  } else {
+    rc = ::move_mount(tree, "", AT_FDCWD, s.target, MOVE_MOUNT_F_EMPTY_PATH);
+  }
+  close_keep_errno(tree);
+  return rc;
+}
+
+int bind_checked(const MountStep& s) noexcept {
+  const int from = open_identified(s.source, s.src_dev, s.src_ino);
+  if (from < 0) return -1;
+  // A clone of exactly the opened object; never a second lookup of the name.
+  const int tree = ::open_tree(from, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+                                             (s.recursive ? AT_RECURSIVE : 0u));
+  close_keep_errno(from);
+  if (tree < 0) return -1;
+  return attach(tree, s);
+}
+
+int tmpfs_checked(const MountStep& s) noexcept {
+  const int fsfd = ::fsopen("tmpfs", FSOPEN_CLOEXEC);
+  if (fsfd < 0) return -1;
+  if (::fsconfig(fsfd, FSCONFIG_SET_STRING, "mode", "0755", 0) != 0 ||
+      ::fsconfig(fsfd, FSCONFIG_SET_STRING, "size", "4k", 0) != 0 ||
+      ::fsconfig(fsfd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    close_keep_errno(fsfd);
+    return -1;
+  }
+  const int mnt = ::fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  close_keep_errno(fsfd);
+  if (mnt < 0) return -1;
+  return attach(mnt, s);
+}
+
+int cover_socket(const MountStep& s) noexcept {
+  // Absent, behind a symlink of the view, or not a socket here: nothing to cover (a
+  // symlink leads to some other path, which is covered if it holds a listed socket).
+  const int to = static_cast<int>(open_no_symlinks(AT_FDCWD, s.target, 0));
+  if (to < 0) return 0;
+  struct stat st {};
+  if (::fstat(to, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    ::close(to);
+    return 0;
+  }
+  const int tree = ::open_tree(AT_FDCWD, s.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  int rc = -1;
+  if (tree >= 0) {
+    rc = ::move_mount(tree, "", to, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    close_keep_errno(tree);
+  }
+  close_keep_errno(to);
+  return rc;
 }
 
 int run_step(const MountStep& s) noexcept {
@@ -257,6 +508,12 @@ int run_step(const MountStep& s) noexcept {
       // The old root ends up stacked on the new one; detaching it leaves only the view.
       if (pivot(".", ".") != 0) return -1;
       return ::umount2(".", MNT_DETACH);
+    case MountOp::bind_checked:
+      return bind_checked(s);
+    case MountOp::tmpfs_checked:
+      return tmpfs_checked(s);
+    case MountOp::cover_socket:
+      return cover_socket(s);
   }
   errno = EINVAL;
   return -1;
@@ -289,6 +546,11 @@ std::string describe_step(const MountPlan& plan, int index) {
     case MountOp::change_dir: return "chdir " + text(s.target);
     case MountOp::pivot_old: return "pivot_root into the scratch root";
     case MountOp::pivot_self: return "pivot_root into the step's root";
+    case MountOp::bind_checked:
+      return "bind mount " + text(s.source) + " -> " + text(s.target) +
+             " (the path must still be the object the agent checked)";
+    case MountOp::tmpfs_checked: return "covering hidden " + text(s.target);
+    case MountOp::cover_socket: return "covering host socket " + text(s.target);
   }
   return "mount setup";
 }

@@ -95,7 +95,7 @@ Result<void> add_override(RuleMap& rules, const char* name, std::uint32_t action
                           std::vector<scmp_arg_cmp> args) {
   const int nr = seccomp_syscall_resolve_name(name);
   if (nr == __NR_SCMP_ERROR) return fail(Errc::internal, std::string("seccomp: unknown syscall ") + name);
-  rules[nr].push_back(FlatRule{action, std::move(args), std::string("network override: ") + name});
+  rules[nr].push_back(FlatRule{action, std::move(args), std::string("socket override: ") + name});
   return ok();
 }
 
@@ -198,15 +198,28 @@ Result<SeccompProgram> SeccompProgram::compile(const seccomp::Profile& profile,
   auto rules = flatten(profile);
   if (!rules) return std::unexpected(rules.error());
 
-  if (!options.network) {
-    // Defence in depth next to the launcher's empty network namespace, whatever the
-    // profile allows. A plain 64-bit "!= AF_UNIX" also refuses AF_UNIX with garbage in
-    // the upper half (which the kernel would truncate away): harmless, and one rule.
-    const std::uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
-    if (auto r = add_override(*rules, "socket", eperm, {scmp_arg_cmp{0, SCMP_CMP_NE, AF_UNIX, 0}}); !r) {
-      return std::unexpected(r.error());
+  // The family filter of SeccompOptions, for socket() and socketpair() alike: a
+  // datagram socketpair can be connect()ed to a path like any socket.
+  const std::uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+  for (const char* call : {"socket", "socketpair"}) {
+    std::vector<scmp_arg_cmp> families;
+    if (!options.network && !options.unix_sockets) {
+      // No family at all: unconditional.
+    } else if (!options.network) {
+      // A plain 64-bit "!= AF_UNIX" also refuses AF_UNIX with garbage in the upper half
+      // (which the kernel truncates away): harmless, and one rule.
+      families.push_back(scmp_arg_cmp{0, SCMP_CMP_NE, AF_UNIX, 0});
+    } else if (!options.unix_sockets) {
+      // Compared on the low 32 bits only, which is what the kernel reads: a 64-bit
+      // "== AF_UNIX" would let 0x1_00000001 through as AF_UNIX.
+      families.push_back(scmp_arg_cmp{0, SCMP_CMP_MASKED_EQ, 0xffffffffu, AF_UNIX});
+    } else {
+      continue;
     }
-    // io_uring can open sockets (IORING_OP_SOCKET) without calling socket().
+    if (auto r = add_override(*rules, call, eperm, std::move(families)); !r) return std::unexpected(r.error());
+  }
+  // io_uring can open sockets (IORING_OP_SOCKET) without calling socket().
+  if (!options.network || !options.unix_sockets) {
     if (auto r = add_override(*rules, "io_uring_setup", eperm, {}); !r) return std::unexpected(r.error());
   }
 
@@ -235,6 +248,7 @@ Result<SeccompProgram> SeccompProgram::compile(const seccomp::Profile& profile,
   }
 
   SeccompProgram program;
+  program.options_ = options;
   for (const auto& [action, ctx] : extra) {
     auto bpf = export_bpf(ctx);
     if (!bpf) return std::unexpected(bpf.error());

@@ -108,6 +108,8 @@ TEST(SandboxRunCli, SetupErrorsAreOneLineAndExit125) {
       {"--rw=/proc/sys", "--", "true"},
       {"--rw=/", "--", "true"},
       {"--hide", "--", "true"},
+      {"--socket", "/etc/hostname", "--", "true"},
+      {"--socket", "--", "true"},
       {"--cpu-percent", "0", "--", "true"},
       {"--profile", "/etc/delegate/seccomp.json", "--", "true"},
       {"--profile", "nonesuch", "--", "true"},
@@ -156,6 +158,18 @@ TEST(SandboxRunCli, BindMountsAndHiddenPaths) {
   std::filesystem::remove_all(dir);
 }
 
+
+// --socket grants one host socket; without it the step has no Unix socket at all.
+TEST(SandboxRunCli, SocketGrant) {
+  const HostSupport& h = host_support();
+  if (!(h.user_ns || h.other_ns) || !h.mount_setattr) GTEST_SKIP() << "no mount namespace on this host";
+  const std::string path = testing::granted_test_socket();
+  const std::string label = "connect_unix " + path + " errno=";
+  auto r = run_cli({"--", testing::prober(), "connect_unix", path});
+  EXPECT_EQ(r.out, label + std::to_string(EPERM) + "\n") << r.err;
+  r = run_cli({"--socket", path, "--", testing::prober(), "connect_unix", path});
+  EXPECT_EQ(r.out, label + "0\n") << r.err;
+}
 
 TEST(SandboxRunCli, ProfileFile) {
   const testing::TempDir dir;

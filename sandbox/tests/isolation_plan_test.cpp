@@ -94,7 +94,8 @@ TEST(IsolationPlan, FullHostRootAgentGetsEveryNamespaceAndTheStepUser) {
   EXPECT_EQ(d.at("cgroup"), (Json{{"memory", "v2"}, {"pids", "v2"}, {"cpu", "v2"}}));
   EXPECT_EQ(d.at("limits_via"), "cgroup+rlimits");
   EXPECT_EQ(d.at("degraded"), Json::array());
-  EXPECT_EQ(d.size(), 5u) << d.dump();
+  EXPECT_EQ(d.at("sockets"), Json::array());
+  EXPECT_EQ(d.size(), 6u) << d.dump();
 }
 
 TEST(IsolationPlan, DefaultStepUserIsNobody) {
@@ -298,6 +299,7 @@ TEST(IsolationPlan, DescribeOfADefaultPlan) {
   EXPECT_EQ(d, (Json{{"namespaces", Json::array()},
                      {"user", Json{{"uid", 0}, {"gid", 0}, {"root", false}}},
                      {"cgroup", Json{{"memory", "none"}, {"pids", "none"}, {"cpu", "none"}}},
+                     {"sockets", Json::array()},
                      {"limits_via", "rlimits"},
                      {"degraded", Json::array()}}));
 }

@@ -168,15 +168,20 @@ TEST(Launcher, GrandchildrenAreKilledWhenTheMainProcessExits) {
   EXPECT_TRUE(no_sleep_running(marker));
 }
 
+// A process that left the step's session and group still holds its stdout: the launch
+// must end when the step does, and take that process with it. It is found by its
+// unique argument in the host's /proc, never by a pid read from inside the step's pid
+// namespace (that number names some other host process).
 TEST(Launcher, EscapedProcessHoldingThePipesDoesNotHang) {
-  const auto start = std::chrono::steady_clock::now();
-  // setsid puts the sleep outside the step's process group, with stdout still open.
-  const auto c = run_argv({"sh", "-c", "setsid sh -c 'echo $$; exec sleep 100' & sleep 0.2; exit 3"});
-  EXPECT_EQ(c.outcome.status, Status::exited);
+  const std::string marker = unique_sleep();
+  // The fifo makes the step wait until the escaped process runs (and holds the pipe).
+  const auto c = run_argv({"sh", "-c",
+                           "mkfifo up; setsid sh -c 'echo escaped > up; exec sleep " + marker +
+                               "' & read x < up; echo \"$x\"; exit 3"});
+  EXPECT_EQ(c.outcome.status, Status::exited) << c.outcome.error << c.err;
   EXPECT_EQ(c.outcome.exit_code, 3);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);  // generous: must just not hang
-  const pid_t escaped = std::atoi(c.out.c_str());
-  if (escaped > 0) ::kill(escaped, SIGKILL);
+  EXPECT_EQ(c.out, "escaped\n");
+  EXPECT_TRUE(no_sleep_running(marker));
 }
 
 TEST(Launcher, CancelFromAnotherThread) {

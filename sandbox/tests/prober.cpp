@@ -24,12 +24,14 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -327,6 +329,44 @@ long connect_tcp(const std::string& port) {
   return err;
 }
 
+// Connects a fresh AF_UNIX socket (or, for "@NAME", an abstract one) and sends one
+// byte, so the listener outside can tell a real connection. The errno of the first
+// call that fails, 0 when connected.
+sockaddr_un unix_address(const std::string& path, socklen_t* len) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const bool abstract = !path.empty() && path[0] == '@';
+  const std::size_t n = std::min(path.size(), sizeof addr.sun_path - 1);
+  std::memcpy(addr.sun_path, path.data(), n);
+  if (abstract) addr.sun_path[0] = '\0';
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + n + (abstract ? 0 : 1));
+  return addr;
+}
+
+long connect_unix(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  socklen_t len = 0;
+  const sockaddr_un addr = unix_address(path, &len);
+  long err = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len) == 0 ? 0 : errno;
+  if (err == 0 && ::write(fd, "x", 1) != 1) err = errno;
+  ::close(fd);
+  return err;
+}
+
+// A datagram socketpair is a socket too: connect() re-targets it to any path.
+long socketpair_dgram_connect(const std::string& path) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) return errno;
+  socklen_t len = 0;
+  const sockaddr_un addr = unix_address(path, &len);
+  long err = ::connect(sv[0], reinterpret_cast<const sockaddr*>(&addr), len) == 0 ? 0 : errno;
+  if (err == 0 && ::send(sv[0], "x", 1, 0) != 1) err = errno;
+  ::close(sv[0]);
+  ::close(sv[1]);
+  return err;
+}
+
 long ptrace_attach(pid_t pid) {
   if (::syscall(SYS_ptrace, kPtraceAttach, pid, 0, 0) != 0) return errno;
   int status = 0;
@@ -425,6 +465,8 @@ const std::map<std::string, Action>& actions() {
          return Answer{raw(::kill(static_cast<pid_t>(to_long(a[0])), static_cast<int>(to_long(a[1]))))};
        }}},
       {"connect_tcp", {1, [](const Args& a) { return Answer{connect_tcp(a[0])}; }}},
+      {"connect_unix", {1, [](const Args& a) { return Answer{connect_unix(a[0])}; }}},
+      {"socketpair_dgram_connect", {1, [](const Args& a) { return Answer{socketpair_dgram_connect(a[0])}; }}},
       {"find_in_file", {2, [](const Args& a) { return find_in_file(a[0], a[1]); }}},
       {"find_in_mem", {2, [](const Args& a) { return find_in_mem(a[0], a[1]); }}},
       {"write_file", {1, [](const Args& a) { return write_file(a[0]); }}},

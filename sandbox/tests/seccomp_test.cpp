@@ -23,7 +23,8 @@ using testing::prober;
 using testing::run_capture;
 
 // The allow/deny table of the shipped profiles (docs/seccomp.md shows the same table).
-// Columns: default, default+network, network, network+network, strict, strict+network.
+// Columns: default, default+network, network, network+network, strict, strict+network,
+// then with host sockets granted (SeccompOptions::unix_sockets): default, network+network.
 //   A: allowed, i.e. the same answer as without any filter;  P: EPERM;  N: ENOSYS.
 struct Row {
   const char* probe;
@@ -31,52 +32,56 @@ struct Row {
 };
 constexpr Row kTable[] = {
     // harmless calls every profile allows
-    {"getpid", "AAAAAA"}, {"openat", "AAAAAA"}, {"mmap_256m", "AAAAAA"}, {"ioctl_other", "AAAAAA"},
+    {"getpid", "AAAAAAAA"}, {"openat", "AAAAAAAA"}, {"mmap_256m", "AAAAAAAA"}, {"ioctl_other", "AAAAAAAA"},
     // process creation and the rest of an ordinary program's life; strict has none
-    {"fork", "AAAAPP"}, {"clone_plain", "AAAAPP"}, {"socketpair_unix", "AAAAPP"},
-    {"personality_query", "AAAAPP"}, {"personality_linux", "AAAAPP"},
-    {"personality_linux32", "AAAAPP"}, {"personality_uname26", "AAAAPP"},
-    // sockets: AF_UNIX everywhere but strict; IP only with the network profile AND flag
-    {"socket_unix", "AAAAPP"},
-    // The flag's override compares all 64 bits ("!= AF_UNIX"), the profiles the low 32.
-    {"socket_unix_highbits", "PAPAPP"},
-    {"socket_inet", "PPPAPP"}, {"socket_inet6", "PPPAPP"}, {"socket_inet_highbits", "PPPAPP"},
-    {"http_client", "PPPAPP"},
-    {"socket_netlink", "PPPPPP"}, {"socket_packet", "PPPPPP"}, {"socket_alg", "PPPPPP"},
-    {"socket_vsock", "PPPPPP"},
+    {"fork", "AAAAPPAA"}, {"clone_plain", "AAAAPPAA"}, {"socketpair_unix", "PPPPPPAA"},
+    {"personality_query", "AAAAPPAA"}, {"personality_linux", "AAAAPPAA"},
+    {"personality_linux32", "AAAAPPAA"}, {"personality_uname26", "AAAAPPAA"},
+    // sockets: AF_UNIX (socket and socketpair) only when host sockets are granted; IP
+    // only with the network profile AND flag
+    {"socket_unix", "PPPPPPAA"},
+    // The "!= AF_UNIX" override compares all 64 bits, the "== AF_UNIX" one and the
+    // profiles the low 32: garbage in the upper half never turns a refusal into a socket.
+    {"socket_unix_highbits", "PPPPPPPA"},
+    {"socket_inet", "PPPAPPPA"}, {"socket_inet6", "PPPAPPPA"}, {"socket_inet_highbits", "PPPAPPPA"},
+    {"http_client", "PPPAPPPA"},
+    {"socket_netlink", "PPPPPPPP"}, {"socket_packet", "PPPPPPPP"}, {"socket_alg", "PPPPPPPP"},
+    {"socket_vsock", "PPPPPPPP"},
     // clone3 hides its flags from seccomp: ENOSYS makes glibc fall back to clone
-    {"clone3", "NNNNNN"},
+    {"clone3", "NNNNNNNN"},
     // denied everywhere
-    {"ptrace", "PPPPPP"}, {"ptrace_attach", "PPPPPP"}, {"process_vm_readv", "PPPPPP"},
-    {"process_vm_writev", "PPPPPP"}, {"kcmp", "PPPPPP"}, {"pidfd_getfd", "PPPPPP"},
-    {"mount", "PPPPPP"}, {"umount2", "PPPPPP"}, {"pivot_root", "PPPPPP"}, {"chroot", "PPPPPP"},
-    {"fsopen", "PPPPPP"}, {"open_tree", "PPPPPP"}, {"move_mount", "PPPPPP"}, {"fspick", "PPPPPP"},
-    {"mount_setattr", "PPPPPP"},
-    {"unshare", "PPPPPP"}, {"unshare_newuser", "PPPPPP"}, {"setns", "PPPPPP"},
-    {"clone_newuser", "PPPPPP"}, {"clone_newns", "PPPPPP"},
-    {"keyctl", "PPPPPP"}, {"add_key", "PPPPPP"}, {"request_key", "PPPPPP"},
-    {"bpf", "PPPPPP"}, {"perf_event_open", "PPPPPP"}, {"io_uring_setup", "PPPPPP"},
-    {"io_uring_enter", "PPPPPP"}, {"userfaultfd", "PPPPPP"},
-    {"init_module", "PPPPPP"}, {"delete_module", "PPPPPP"}, {"kexec_load", "PPPPPP"},
-    {"reboot", "PPPPPP"}, {"swapon", "PPPPPP"}, {"acct", "PPPPPP"}, {"syslog", "PPPPPP"},
-    {"clock_settime", "PPPPPP"}, {"settimeofday", "PPPPPP"}, {"iopl", "PPPPPP"},
-    {"lookup_dcookie", "PPPPPP"}, {"_sysctl", "PPPPPP"},
-    {"open_by_handle_at", "PPPPPP"}, {"name_to_handle_at", "PPPPPP"},
-    {"tiocsti", "PPPPPP"}, {"tiocsti_highbits", "PPPPPP"}, {"tioclinux", "PPPPPP"},
-    {"personality_no_randomize", "PPPPPP"}, {"personality_read_implies_exec", "PPPPPP"},
-    {"personality_highbits", "PPPPPP"},
+    {"ptrace", "PPPPPPPP"}, {"ptrace_attach", "PPPPPPPP"}, {"process_vm_readv", "PPPPPPPP"},
+    {"process_vm_writev", "PPPPPPPP"}, {"kcmp", "PPPPPPPP"}, {"pidfd_getfd", "PPPPPPPP"},
+    {"mount", "PPPPPPPP"}, {"umount2", "PPPPPPPP"}, {"pivot_root", "PPPPPPPP"}, {"chroot", "PPPPPPPP"},
+    {"fsopen", "PPPPPPPP"}, {"open_tree", "PPPPPPPP"}, {"move_mount", "PPPPPPPP"}, {"fspick", "PPPPPPPP"},
+    {"mount_setattr", "PPPPPPPP"},
+    {"unshare", "PPPPPPPP"}, {"unshare_newuser", "PPPPPPPP"}, {"setns", "PPPPPPPP"},
+    {"clone_newuser", "PPPPPPPP"}, {"clone_newns", "PPPPPPPP"},
+    {"keyctl", "PPPPPPPP"}, {"add_key", "PPPPPPPP"}, {"request_key", "PPPPPPPP"},
+    {"bpf", "PPPPPPPP"}, {"perf_event_open", "PPPPPPPP"}, {"io_uring_setup", "PPPPPPPP"},
+    {"io_uring_enter", "PPPPPPPP"}, {"userfaultfd", "PPPPPPPP"},
+    {"init_module", "PPPPPPPP"}, {"delete_module", "PPPPPPPP"}, {"kexec_load", "PPPPPPPP"},
+    {"reboot", "PPPPPPPP"}, {"swapon", "PPPPPPPP"}, {"acct", "PPPPPPPP"}, {"syslog", "PPPPPPPP"},
+    {"clock_settime", "PPPPPPPP"}, {"settimeofday", "PPPPPPPP"}, {"iopl", "PPPPPPPP"},
+    {"lookup_dcookie", "PPPPPPPP"}, {"_sysctl", "PPPPPPPP"},
+    {"open_by_handle_at", "PPPPPPPP"}, {"name_to_handle_at", "PPPPPPPP"},
+    {"tiocsti", "PPPPPPPP"}, {"tiocsti_highbits", "PPPPPPPP"}, {"tioclinux", "PPPPPPPP"},
+    {"personality_no_randomize", "PPPPPPPP"}, {"personality_read_implies_exec", "PPPPPPPP"},
+    {"personality_highbits", "PPPPPPPP"},
 };
 
 struct ProfileCase {
   const char* profile;
   bool network;
   std::size_t column;
+  bool unix_sockets = false;
 };
 
 void check_profile(const ProfileCase& pc) {
-  const auto filter = compile_or_die(pc.profile, pc.network);
+  const auto filter = compile_or_die(pc.profile, pc.network, pc.unix_sockets);
   for (const Row& row : kTable) {
-    SCOPED_TRACE(std::string(pc.profile) + (pc.network ? "+network " : " ") + row.probe);
+    SCOPED_TRACE(std::string(pc.profile) + (pc.network ? "+network" : "") + (pc.unix_sockets ? "+unix " : " ") +
+                 row.probe);
     const int got = probe_sandboxed(filter, row.probe);
     const char expect = row.expect[pc.column];
     if (expect == 'A') {
@@ -93,11 +98,13 @@ TEST(SeccompProfiles, NetworkProfileStillHonoursTheFlag) { check_profile({"netwo
 TEST(SeccompProfiles, NetworkProfileWithNetwork) { check_profile({"network", true, 3}); }
 TEST(SeccompProfiles, Strict) { check_profile({"strict", false, 4}); }
 TEST(SeccompProfiles, StrictDeniesSocketsEvenWithNetwork) { check_profile({"strict", true, 5}); }
+TEST(SeccompProfiles, DefaultWithHostSocketsGranted) { check_profile({"default", false, 6, true}); }
+TEST(SeccompProfiles, NetworkWithHostSocketsGranted) { check_profile({"network", true, 7, true}); }
 
 TEST(SeccompProfiles, TableCoversEveryProbe) {
   std::set<std::string> in_table;
   for (const Row& row : kTable) {
-    EXPECT_EQ(std::strlen(row.expect), 6u) << row.probe;
+    EXPECT_EQ(std::strlen(row.expect), 8u) << row.probe;
     EXPECT_TRUE(in_table.insert(row.probe).second) << "duplicate row " << row.probe;
   }
   // Probes deliberately outside the table: architecture checks and the personality

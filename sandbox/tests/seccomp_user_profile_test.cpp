@@ -19,9 +19,10 @@ using testing::run_capture;
 using testing::Captured;
 using testing::TempDir;
 
-SeccompProgram compile_file(const TempDir& dir, const std::string& json, bool network = false) {
+SeccompProgram compile_file(const TempDir& dir, const std::string& json, bool network = false,
+                            bool unix_sockets = false) {
   const std::string path = dir.write("profile.json", json);
-  auto p = SeccompProgram::compile(path, SeccompOptions{.network = network});
+  auto p = SeccompProgram::compile(path, SeccompOptions{.network = network, .unix_sockets = unix_sockets});
   if (!p) {
     ADD_FAILURE() << p.error().message;
     std::abort();
@@ -111,29 +112,44 @@ TEST(SeccompUserProfile, CapabilityEntriesAreNotApplied) {
       {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "includes": {"caps": ["CAP_SYS_ADMIN"]}},
       {"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
       {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "includes": {"minKernel": "999.0"}},
-      {"names": ["socketpair"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "excludes": {"minKernel": "2.6"}})"));
+      {"names": ["socketpair"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13, "excludes": {"minKernel": "2.6"}})"),
+      false, true);
   EXPECT_EQ(probe_sandboxed(filter, "getpid"), 0);
   EXPECT_EQ(probe_sandboxed(filter, "unshare"), EACCES);
   EXPECT_EQ(probe_sandboxed(filter, "personality_linux"), 0);
   EXPECT_EQ(probe_sandboxed(filter, "socketpair_unix"), 0);
 }
 
-// network=false denies every socket family but AF_UNIX, and io_uring, even under a
-// profile that explicitly allows socket() outright.
-TEST(SeccompUserProfile, NetworkOverrideWinsOverAnyProfile) {
+// network=false denies every socket family but AF_UNIX, unix_sockets=false denies
+// AF_UNIX (socket and socketpair), and io_uring goes unless both are allowed, even
+// under a profile that explicitly allows socket(), socketpair() and io_uring outright.
+TEST(SeccompUserProfile, SocketOverridesWinOverAnyProfile) {
   TempDir dir;
-  const std::string json = permissive(R"({"names": ["socket", "io_uring_setup"], "action": "SCMP_ACT_ALLOW"})");
+  const std::string json =
+      permissive(R"({"names": ["socket", "socketpair", "io_uring_setup"], "action": "SCMP_ACT_ALLOW"})");
   const auto off = compile_file(dir, json, false);
-  for (const char* probe : {"socket_inet", "socket_inet6", "socket_packet", "socket_netlink",
-                            "socket_vsock", "socket_alg", "socket_inet_highbits", "io_uring_setup"}) {
+  for (const char* probe : {"socket_inet", "socket_inet6", "socket_packet", "socket_netlink", "socket_vsock",
+                            "socket_alg", "socket_inet_highbits", "io_uring_setup", "http_client", "socket_unix",
+                            "socketpair_unix", "socket_unix_highbits"}) {
     EXPECT_EQ(probe_sandboxed(off, probe), EPERM) << probe;
   }
-  EXPECT_EQ(probe_sandboxed(off, "socket_unix"), 0);
-  EXPECT_EQ(probe_sandboxed(off, "socketpair_unix"), 0);
-  EXPECT_EQ(probe_sandboxed(off, "http_client"), EPERM);
-  const auto on = compile_file(dir, json, true);
-  for (const char* probe : {"socket_inet", "socket_inet6", "socket_netlink", "io_uring_setup", "http_client"}) {
-    EXPECT_EQ(probe_sandboxed(on, probe), probe_unsandboxed(probe)) << probe;
+  const auto unix_only = compile_file(dir, json, false, true);
+  EXPECT_EQ(probe_sandboxed(unix_only, "socket_unix"), 0);
+  EXPECT_EQ(probe_sandboxed(unix_only, "socketpair_unix"), 0);
+  for (const char* probe : {"socket_inet", "socket_netlink", "io_uring_setup", "socket_inet_highbits"}) {
+    EXPECT_EQ(probe_sandboxed(unix_only, probe), EPERM) << probe;
+  }
+  const auto net_only = compile_file(dir, json, true);
+  for (const char* probe : {"socket_inet", "socket_inet6", "socket_netlink", "http_client"}) {
+    EXPECT_EQ(probe_sandboxed(net_only, probe), probe_unsandboxed(probe)) << probe;
+  }
+  // The "== AF_UNIX" rule reads the low 32 bits, like the kernel.
+  for (const char* probe : {"socket_unix", "socketpair_unix", "socket_unix_highbits", "io_uring_setup"}) {
+    EXPECT_EQ(probe_sandboxed(net_only, probe), EPERM) << probe;
+  }
+  const auto both = compile_file(dir, json, true, true);
+  for (const char* probe : {"socket_inet", "socket_unix", "socketpair_unix", "socket_unix_highbits", "io_uring_setup"}) {
+    EXPECT_EQ(probe_sandboxed(both, probe), probe_unsandboxed(probe)) << probe;
   }
 }
 

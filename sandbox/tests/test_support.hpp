@@ -2,6 +2,9 @@
 // Shared helpers for the sandbox tests.
 #include <gtest/gtest.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -23,8 +26,8 @@ struct Captured {
   std::vector<std::size_t> chunk_sizes;
 };
 
-inline SeccompProgram compile_or_die(std::string_view profile, bool network = false) {
-  auto p = SeccompProgram::compile(profile, SeccompOptions{.network = network});
+inline SeccompProgram compile_or_die(std::string_view profile, bool network = false, bool unix_sockets = false) {
+  auto p = SeccompProgram::compile(profile, SeccompOptions{.network = network, .unix_sockets = unix_sockets});
   if (!p) {
     ADD_FAILURE() << "compile(" << profile << "): " << p.error().message;
     std::abort();
@@ -65,9 +68,43 @@ inline int parse_errno(const std::string& name, const std::string& out) {
   return std::atoi(out.c_str() + pos + prefix.size());
 }
 
+// A listening Unix socket owned by the test process, for steps whose filter allows
+// AF_UNIX: the launcher runs such a filter only with a host socket granted.
+inline const std::string& granted_test_socket() {
+  static const std::string path = [] {
+    std::string dir = (std::filesystem::temp_directory_path() / "delegate-grant-XXXXXX").string();
+    if (::mkdtemp(dir.data()) == nullptr) std::abort();
+    const std::string p = dir + "/granted.sock";
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", p.c_str());
+    // Connectable by the step user (nobody when the tests run as root).
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 8) != 0 ||
+        ::chmod(p.c_str(), 0666) != 0) {
+      std::abort();
+    }
+    static char to_remove[sizeof addr.sun_path];
+    std::snprintf(to_remove, sizeof to_remove, "%s", dir.c_str());
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(to_remove, ec);
+    });
+    return p;  // fd stays open for the life of the test process
+  }();
+  return path;
+}
+
+inline void grant_if_needed(Spec& spec, const SeccompProgram& filter) {
+  if (filter.options().unix_sockets && spec.isolation.sockets.empty()) {
+    spec.isolation.sockets = {granted_test_socket()};
+  }
+}
+
 inline int probe_sandboxed(const SeccompProgram& filter, const std::string& name) {
   Spec spec;
   spec.argv = {prober(), name};
+  grant_if_needed(spec, filter);
   const auto c = run_capture(spec, filter);
   EXPECT_EQ(c.outcome.status, Status::exited) << name << ": " << c.outcome.error << c.err;
   return parse_errno(name, c.out);

@@ -59,6 +59,10 @@ struct Config {
     // Host paths covered in every step's view, in addition to state_dir, the enrollment
     // token, the API-key file and the spool key file, which are always hidden.
     std::vector<std::filesystem::path> hide_paths;
+    // Host Unix sockets a runbook step may be granted (`sandbox: {sockets: [...]}`);
+    // a step gets only those it asks for that are listed here. Empty: none, and no
+    // step can create a Unix socket at all.
+    std::vector<std::filesystem::path> allow_sockets;
   } sandbox;
   struct Auth {
     std::uint32_t clock_skew_s = 60;

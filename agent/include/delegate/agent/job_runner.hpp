@@ -7,6 +7,7 @@
 #include <mutex>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include <delegate/agent/uploader.hpp>
 #include <delegate/common/crypto.hpp>
@@ -38,11 +39,13 @@ struct JobResult {
 // compiling is libseccomp work that has no business on the launch path of each step.
 class FilterCache {
  public:
-  [[nodiscard]] Result<std::shared_ptr<const sandbox::SeccompProgram>> get(const std::string& profile, bool network);
+  // unix_sockets: the step was granted host sockets (SeccompOptions::unix_sockets).
+  [[nodiscard]] Result<std::shared_ptr<const sandbox::SeccompProgram>> get(const std::string& profile, bool network,
+                                                                          bool unix_sockets);
 
  private:
   std::mutex mu_;
-  std::map<std::pair<std::string, bool>, std::shared_ptr<const sandbox::SeccompProgram>> programs_;
+  std::map<std::tuple<std::string, bool, bool>, std::shared_ptr<const sandbox::SeccompProgram>> programs_;
 };
 
 struct RunnerDeps {

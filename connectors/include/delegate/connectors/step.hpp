@@ -22,6 +22,9 @@ struct StepContext {
   sandbox::StepUser step_user;
   std::vector<std::filesystem::path> hidden;
   bool allow_root = false;
+  // Host Unix sockets a step may be granted (sandbox.allow_sockets): a step gets a
+  // socket only when it asks for it and it is listed here.
+  std::vector<std::filesystem::path> allowed_sockets;
 };
 
 struct PreparedStep {
@@ -30,8 +33,9 @@ struct PreparedStep {
 };
 
 // Fails (and the step must not run) when the runbook asks for something the local
-// policy or the host cannot give: root without allow_root, or isolation the host lacks
-// when the step does not allow degraded isolation.
+// policy or the host cannot give: root without allow_root, a host socket that is not
+// in allowed_sockets, or isolation the host lacks when the step does not allow
+// degraded isolation.
 [[nodiscard]] Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                                                 const Json& params, const StepContext& ctx);
 

@@ -43,6 +43,9 @@ struct StepSandbox {
   bool root = false;            // run as uid 0 (no capabilities); only if the agent allows it
   bool allow_degraded = false;  // run even if the host lacks a namespace (recorded in step.start)
   std::vector<std::string> ro, rw, hide;  // absolute host paths: read-only, writable, covered
+  // Host Unix sockets the step needs (e.g. /run/systemd/private); each must also be in
+  // the agent's sandbox.allow_sockets, or the step fails before it runs.
+  std::vector<std::string> sockets;
 };
 
 struct Step {

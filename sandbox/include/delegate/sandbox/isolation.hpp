@@ -38,6 +38,11 @@ struct IsolationOptions {
   bool root = false;
   StepUser user;
   std::vector<BindMount> mounts;
+  // Host Unix sockets the step may connect to (granted by the caller's local policy;
+  // the launcher itself does not decide policy). Each must be a socket; it is bound
+  // into the view at its canonical path, and the seccomp filter must allow AF_UNIX
+  // sockets exactly when this is not empty (SeccompOptions::unix_sockets).
+  std::vector<std::filesystem::path> sockets;
   std::string hostname = "delegate-step";
   // Accept weaker isolation than requested when the host cannot provide it (e.g. user
   // namespaces disabled). The weakening is reported in the plan; without this flag the
@@ -79,16 +84,18 @@ struct IsolationPlan {
   CgroupVersion memory = CgroupVersion::none;
   CgroupVersion pids = CgroupVersion::none;
   CgroupVersion cpu = CgroupVersion::none;
+  std::vector<std::string> sockets;   // canonical paths of the granted host sockets
   std::vector<std::string> degraded;  // one entry per protection that was requested but is missing
 };
 
 struct Spec;
 
 // Fails (Errc::unavailable) when a protection the spec needs is missing and the spec
-// does not allow degraded isolation.
+// does not allow degraded isolation; fails when a granted socket path does not resolve
+// to a socket (Errc::not_found / Errc::invalid_argument).
 [[nodiscard]] Result<IsolationPlan> plan_isolation(const Spec& spec, const HostSupport& host);
 
-// For step.start: {"namespaces":[…],"user":{…},"cgroup":{…},"degraded":[…]}.
+// For step.start: {"namespaces":[…],"user":{…},"cgroup":{…},"sockets":[…],"degraded":[…]}.
 [[nodiscard]] Json describe(const IsolationPlan& plan);
 
 }  // namespace delegate::sandbox

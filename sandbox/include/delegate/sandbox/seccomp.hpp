@@ -16,11 +16,19 @@ namespace seccomp {
 struct Profile;
 }
 
+// Overrides applied on top of any profile; they only ever take calls away, never allow
+// a call the profile denies. socket() and socketpair() both answer EPERM for
+//   - any family but AF_UNIX unless `network` (the step's network namespace, if any, is
+//     empty anyway: this is defence in depth);
+//   - AF_UNIX unless `unix_sockets`: without a Unix socket a step can connect() to no
+//     path-based or abstract socket of the host, wherever it lives. Only steps granted
+//     host sockets by the agent's policy get it (the launcher checks that the filter
+//     and the grant agree).
+// io_uring_setup() answers EPERM unless both are set: io_uring opens sockets
+// (IORING_OP_SOCKET) without calling socket().
 struct SeccompOptions {
-  // When false, on top of any profile: socket() for any family but AF_UNIX and
-  // io_uring_setup() answer EPERM. True removes that override; it never allows a call
-  // the profile denies.
   bool network = false;
+  bool unix_sockets = false;
 };
 
 class SeccompProgram {
@@ -42,8 +50,12 @@ class SeccompProgram {
   // filter (see seccomp.cpp); the kernel applies the most restrictive answer.
   [[nodiscard]] std::size_t filter_count() const { return filters_.size(); }
 
+  // The overrides it was compiled with.
+  [[nodiscard]] const SeccompOptions& options() const { return options_; }
+
  private:
   std::vector<std::vector<sock_filter>> filters_;
+  SeccompOptions options_;
 };
 
 }  // namespace delegate::sandbox
