@@ -1,4 +1,3 @@
-#include <delegate/common/strict.hpp>
 #include <delegate/audit/checkpoint.hpp>
 
 #include <algorithm>
@@ -6,6 +5,7 @@
 #include <set>
 
 #include <delegate/audit/record.hpp>
+#include <delegate/common/strict.hpp>
 
 namespace delegate::audit {
 namespace {

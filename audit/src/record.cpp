@@ -1,4 +1,3 @@
-#include <delegate/common/strict.hpp>
 #include <delegate/audit/record.hpp>
 
 #include <array>
@@ -6,6 +5,7 @@
 
 #include <delegate/audit/jcs.hpp>
 #include <delegate/common/time.hpp>
+#include <delegate/common/strict.hpp>
 
 #include "record_time.hpp"
 

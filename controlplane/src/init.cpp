@@ -1,8 +1,8 @@
-#include <delegate/common/strict.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/common/json.hpp>
+#include <delegate/common/strict.hpp>
 #include <delegate/controlplane/server.hpp>
 
 #include "dev_issuer.hpp"

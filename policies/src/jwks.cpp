@@ -1,10 +1,10 @@
 #include <openssl/core_names.h>
 
 #include <algorithm>
-#include <delegate/common/strict.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/common/json.hpp>
+#include <delegate/common/strict.hpp>
 #include <delegate/policies/jwks.hpp>
 #include <exception>
 #include <map>
