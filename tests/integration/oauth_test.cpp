@@ -43,8 +43,15 @@ class OAuth : public ::testing::Test {
   }
   Json decision(const std::string& tok, const std::string& runbook = "host-diagnostics") {
     auto id = cp_->submit(Json{{"runbook", runbook}, {"authorization", {{"type", "oauth"}, {"token", tok}}}});
-    EXPECT_NE(cp_->wait_final(id), "");
-    return cp_->records(id)[1]["data"];
+    const auto status = cp_->wait_final(id);
+    EXPECT_NE(status, "");
+    const auto records = cp_->records(id);
+    // records[1] is job.authorize; without it the agent never recorded its decision.
+    if (records.size() < 2 || !records[1].is_object() || !records[1].contains("data")) {
+      ADD_FAILURE() << "job " << id << " ended " << status << " with " << records.size() << " record(s)";
+      return Json::object();
+    }
+    return records[1]["data"];
   }
 
   TempDir tmp_;
@@ -109,6 +116,26 @@ TEST_F(OAuth, ForgedAlteredAndForeignTokensAreDenied) {
             "alg_not_allowed");
   // An unsecured JWS (empty signature segment) is not even a JWS to us: malformed.
   EXPECT_EQ(decision(none + "." + tok.substr(dot1 + 1, dot2 - dot1 - 1) + ".")["reason"], "token_malformed");
+}
+
+// The daemon's path for hostile header bytes: a deny with a reason code in the job's
+// signed job.authorize record, whose detail quotes nothing that is not printable.
+TEST_F(OAuth, HostileHeaderBytesAreDeniedWithAReasonInTheRecord) {
+  const auto tok = token();
+  const auto rest = tok.substr(tok.find('.'));
+  std::string alg = "x";  // 41 bytes: a 32-byte cut would split a character
+  for (int i = 0; i < 20; ++i) alg += "\xc3\xa9";
+  const std::pair<std::string, std::string> cases[] = {
+      {Json{{"alg", alg}, {"typ", "at+jwt"}}.dump(), "alg_not_allowed"},
+      {"{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":\"dev-1\xff\"}", "token_malformed"},
+      {R"({"alg":"EdDSA","typ":"at+jwt\u001b[2J","kid":"dev-1"})", "token_malformed"},
+  };
+  for (const auto& [header, reason] : cases) {
+    const Json d = decision(base64url_encode(as_bytes(header)) + rest);
+    EXPECT_EQ(d.value("decision", ""), "deny") << d.dump();
+    EXPECT_EQ(d.value("reason", ""), reason) << d.dump();
+    for (char c : d.value("detail", std::string())) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << d.dump();
+  }
 }
 
 TEST_F(OAuth, TokenEndpointRefusesBadClientsAndScopes) {
