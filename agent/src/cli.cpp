@@ -13,6 +13,7 @@
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/common/log.hpp>
+#include <delegate/common/strict.hpp>
 #include <delegate/policies/authorizer.hpp>
 
 namespace po = boost::program_options;
@@ -94,7 +95,8 @@ int check_job(const std::vector<std::string>& args) {
   out["job"] = job->id;
   out["runbook"] = job->runbook;
   if (decision.allow) out["params"] = decision.params;
-  std::cout << out.dump() << "\n";
+  // The decision quotes the job and the token; never let their bytes abort the output.
+  std::cout << dump_safe(out) << "\n";
   return decision.allow ? 0 : 3;
 }
 

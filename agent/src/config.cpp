@@ -6,20 +6,17 @@
 #include <set>
 
 #include <delegate/common/fs.hpp>
+#include <delegate/common/strict.hpp>
 
 extern char** environ;
 
 namespace delegate::agent {
 namespace {
 
-using Keys = std::set<std::string>;
+using Keys = std::initializer_list<std::string_view>;
 
-Result<void> only_keys(const YAML::Node& node, const std::string& where, const Keys& allowed) {
-  if (!node.IsMap()) return fail(Errc::invalid_argument, where + ": must be a mapping");
-  for (const auto& kv : node) {
-    auto key = kv.first.as<std::string>();
-    if (!allowed.contains(key)) return fail(Errc::invalid_argument, (where.empty() ? "" : where + ".") + key + ": unknown key");
-  }
+Result<void> only_keys(const YAML::Node& node, const std::string& where, Keys allowed) {
+  if (auto r = yaml_only_keys(node, where, allowed); !r) return fail(Errc::invalid_argument, r.error().message);
   return ok();
 }
 
@@ -95,7 +92,7 @@ bool valid_tag(const std::string& t) {
 Result<OAuthIssuerConfig> parse_issuer(const YAML::Node& n, const std::string& where) {
   if (auto r = only_keys(n, where, {"issuer", "audience", "jwks_file", "jwks_uri", "algorithms", "scope_claim", "roles_claim",
                                    "ca_file", "max_lifetime_s", "accept_jwt_typ", "require_authorization_details",
-                                   "authorization_details_type"});
+                                   "require_locations", "authorization_details_type"});
       !r) {
     return std::unexpected(r.error());
   }
@@ -123,10 +120,12 @@ Result<OAuthIssuerConfig> parse_issuer(const YAML::Node& n, const std::string& w
       auto n = parse_u32(*v, w, 1, 86400);
       if (!n) return std::unexpected(n.error());
       c.max_lifetime_s = *n;
-    } else if (key == "accept_jwt_typ" || key == "require_authorization_details") {
+    } else if (key == "accept_jwt_typ" || key == "require_authorization_details" || key == "require_locations") {
       auto b = parse_bool(*v, w);
       if (!b) return std::unexpected(b.error());
-      (key == "accept_jwt_typ" ? c.accept_jwt_typ : c.require_authorization_details) = *b;
+      (key == "accept_jwt_typ" ? c.accept_jwt_typ
+       : key == "require_locations" ? c.require_locations
+                                    : c.require_authorization_details) = *b;
     }
   }
   if (!c.jwks_uri.empty() && c.jwks_uri.rfind("https://", 0) != 0) {
@@ -299,12 +298,10 @@ Environment process_environment() {
 
 Result<Config> parse_config(std::string_view yaml_text, const Environment& env) {
   Config c;
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(yaml_text));
-  } catch (const YAML::Exception& e) {
-    return fail(Errc::parse, std::string("invalid YAML: ") + e.what());
-  }
+  // Duplicate keys anywhere (e.g. sandbox.allow_root_steps twice) are refused here.
+  auto parsed = parse_yaml_strict(yaml_text);
+  if (!parsed) return std::unexpected(parsed.error());
+  const YAML::Node& root = *parsed;
   try {
     if (!root.IsMap()) return fail(Errc::invalid_argument, "configuration must be a mapping");
     if (auto r = only_keys(root, "", {"control_plane", "agent", "sandbox", "auth", "runbooks_dir"}); !r) return std::unexpected(r.error());

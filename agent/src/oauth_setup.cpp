@@ -56,6 +56,7 @@ Result<std::unique_ptr<OAuthSetup>> OAuthSetup::create(const Config& config, con
     p.skew = std::chrono::seconds(config.auth.clock_skew_s);
     p.accept_jwt_typ = c.accept_jwt_typ;
     p.require_authorization_details = c.require_authorization_details;
+    p.require_locations = c.require_locations;
     p.authorization_details_type = c.authorization_details_type;
     p.agent_name = config.agent.name;
     p.agent_tags = config.agent.tags;

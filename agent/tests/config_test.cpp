@@ -62,6 +62,33 @@ TEST(Config, EveryUnknownKeyIsAnErrorNamingIt) {
   }
 }
 
+// Last-one-wins would let a reviewer read `allow_root_steps: false` while the agent
+// obeys a second `true` further down: every duplicate is refused, naming its path.
+TEST(Config, DuplicateKeysAreRefusedNamingThePath) {
+  const std::pair<std::string, std::string> cases[] = {
+      {with("  name: web-01", "  name: web-01\n  name: db-01"), "duplicate key agent.name"},
+      {std::string(kFull) + "sandbox:\n  allow_root_steps: false\n  allow_root_steps: true\n",
+       "duplicate key sandbox.allow_root_steps"},
+      {std::string(kFull) + "runbooks_dir: /tmp\n", "duplicate key runbooks_dir"},
+      {with("      audience: delegate", "      audience: delegate\n      audience: other"),
+       "duplicate key auth.oauth[0].audience"},
+      {std::string(kFull) + "agent:\n  name: other\n", "duplicate key agent"},
+  };
+  for (const auto& [text, msg] : cases) {
+    auto c = parse_config(text, {});
+    ASSERT_FALSE(c) << msg;
+    EXPECT_NE(c.error().message.find(msg), std::string::npos) << c.error().message;
+  }
+}
+
+TEST(Config, RequireLocationsParses) {
+  auto c = parse_config(with("      roles_claim: roles", "      roles_claim: roles\n      require_locations: true"), {});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(c->auth.oauth[0].require_locations);
+  EXPECT_FALSE(parse_config(kFull, {})->auth.oauth[0].require_locations);
+  EXPECT_FALSE(parse_config(with("      roles_claim: roles", "      roles_claim: roles\n      require_locations: yes"), {}));
+}
+
 TEST(Config, InvalidValuesFailClosed) {
   const std::pair<std::string, std::string> cases[] = {
       {with("https://cp.example.com:8443", "http://cp.example.com:8443"), "https://"},

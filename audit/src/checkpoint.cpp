@@ -5,6 +5,7 @@
 #include <set>
 
 #include <delegate/audit/record.hpp>
+#include <delegate/common/strict.hpp>
 
 namespace delegate::audit {
 namespace {
@@ -33,11 +34,7 @@ std::unexpected<Error> bad(std::string_view what, std::string_view member, std::
 Result<void> exact_members(const Json& obj, std::string_view what,
                            std::initializer_list<std::string_view> members) {
   if (!obj.is_object()) return fail(Errc::parse, std::string(what) + " must be a JSON object");
-  for (auto it = obj.cbegin(); it != obj.cend(); ++it) {
-    if (std::find(members.begin(), members.end(), it.key()) == members.end()) {
-      return fail(Errc::parse, std::string(what) + " has unknown member \"" + it.key().substr(0, 64) + "\"");
-    }
-  }
+  if (auto r = json_only_members(obj, what, members); !r) return std::unexpected(r.error());
   for (auto m : members) {
     if (!obj.contains(std::string(m))) {
       return fail(Errc::parse, std::string(what) + " lacks member \"" + std::string(m) + "\"");

@@ -5,6 +5,7 @@
 
 #include <delegate/audit/jcs.hpp>
 #include <delegate/common/time.hpp>
+#include <delegate/common/strict.hpp>
 
 #include "record_time.hpp"
 
@@ -99,11 +100,7 @@ std::string serialize(const Record& r) {
 Result<Record> record_from_json(const Json& j) {
   try {
     if (!j.is_object()) return fail(Errc::parse, "record is not a JSON object");
-    for (auto it = j.cbegin(); it != j.cend(); ++it) {
-      bool known = false;
-      for (const char* m : kMembers) known = known || it.key() == m;
-      if (!known) return fail(Errc::parse, "record has unknown member \"" + it.key().substr(0, 64) + "\"");
-    }
+    if (auto r = json_only_members(j, "record", kMembers); !r) return std::unexpected(r.error());
     for (const char* m : kMembers) {
       if (!j.contains(m)) return fail(Errc::parse, std::string("record lacks member \"") + m + "\"");
     }

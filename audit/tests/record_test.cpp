@@ -161,6 +161,26 @@ TEST(Record, ParseRejectsMalformed) {
   }
 }
 
+// A record with a duplicated member verifies one way for one reader and another way
+// for the next: refused, naming the key path, at the top level and nested in data.
+TEST(Record, DuplicateMembersAreRefusedByPath) {
+  const std::string good = sealed_line();
+  const std::pair<std::string, std::string> cases[] = {
+      {replace(good, R"("v":1})", R"("v":1,"v":1})"), "duplicate key v"},
+      {replace(good, R"({"b64":"aGk=",)", R"({"b64":"aGk=","b64":"aGk=",)"), "duplicate key data.b64"},
+  };
+  for (const auto& [text, want] : cases) {
+    ASSERT_NE(text, good);
+    auto r = parse_record(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error().code, Errc::parse);
+    EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
+  }
+  auto extra = parse_record(replace(good, R"("v":1})", R"("v":1,"x":0})"));
+  ASSERT_FALSE(extra);
+  EXPECT_NE(extra.error().message.find("record.x: unknown key"), std::string::npos) << extra.error().message;
+}
+
 TEST(Record, VersionMismatchIsReportedDistinctly) {
   const std::string good = sealed_line();
   auto r = parse_record(replace(good, R"("v":1})", R"("v":2})"));

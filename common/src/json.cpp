@@ -3,11 +3,13 @@
 #include <string>
 #include <vector>
 
+#include <delegate/common/strict.hpp>
+
 namespace delegate {
 namespace {
 
 // Builds the DOM like nlohmann's own SAX DOM parser, but refuses duplicate member
-// names and excessive depth.
+// names (naming the key path, as the YAML reader does) and excessive depth.
 class StrictSax {
  public:
   explicit StrictSax(std::size_t max_depth) : max_depth_(max_depth) {}
@@ -27,13 +29,15 @@ class StrictSax {
 
   bool key(std::string& k) {
     Json* obj = stack_.back();
-    if (obj->contains(k)) return fail_with("duplicate member name \"" + k.substr(0, 64) + "\"");
+    if (obj->contains(k)) return fail_with("duplicate key " + key_path(paths_.back(), printable(k)));
     pending_key_ = std::move(k);
     return true;
   }
 
   bool parse_error(std::size_t pos, const std::string&, const nlohmann::detail::exception& ex) {
-    if (error_.empty()) error_ = "at byte " + std::to_string(pos) + ": " + ex.what();
+    // nlohmann quotes the offending bytes; they may be anything, so keep the message
+    // printable (it ends up in logs, audit details and JSON output).
+    if (error_.empty()) error_ = "at byte " + std::to_string(pos) + ": " + printable(ex.what(), 200);
     return false;
   }
 
@@ -68,17 +72,28 @@ class StrictSax {
 
   bool open(Json container) {
     if (stack_.size() >= max_depth_) return fail_with("nesting deeper than " + std::to_string(max_depth_));
+    paths_.push_back(child_path());
     stack_.push_back(place(std::move(container)));
     return true;
   }
 
+  // Path of the value about to be placed, e.g. "sandbox.steps[2]".
+  std::string child_path() const {
+    if (stack_.empty()) return {};
+    const Json* top = stack_.back();
+    if (top->is_array()) return paths_.back() + "[" + std::to_string(top->size()) + "]";
+    return key_path(paths_.back(), printable(pending_key_));
+  }
+
   bool close() {
     stack_.pop_back();
+    paths_.pop_back();
     return true;
   }
 
   std::size_t max_depth_;
   std::vector<Json*> stack_;
+  std::vector<std::string> paths_;  // key path of each open container
   std::string pending_key_;
 };
 
@@ -96,7 +111,7 @@ Result<Json> parse_json_strict(std::string_view text, JsonLimits limits) {
     ok_parse = Json::sax_parse(text.begin(), text.end(), &sax, nlohmann::detail::input_format_t::json,
                                /*strict=*/true);
   } catch (const std::exception& e) {
-    return fail(Errc::parse, std::string("invalid JSON: ") + e.what());
+    return fail(Errc::parse, std::string("invalid JSON: ") + printable(e.what(), 200));
   }
   if (!ok_parse) {
     return fail(Errc::parse, "invalid JSON: " + (sax.error_.empty() ? "rejected" : sax.error_));

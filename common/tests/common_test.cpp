@@ -8,6 +8,7 @@
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/common/json.hpp>
+#include <delegate/common/strict.hpp>
 #include <delegate/common/time.hpp>
 
 namespace delegate {
@@ -40,7 +41,7 @@ TEST(StrictJson, RejectsDuplicatesDepthSizeAndBadUtf8) {
   EXPECT_TRUE(parse_json_strict(R"({"a":{"b":[1,2,{"c":null}]}})"));
   auto dup = parse_json_strict(R"({"a":1,"b":{"x":1,"x":2}})");
   ASSERT_FALSE(dup);
-  EXPECT_NE(dup.error().message.find("duplicate member"), std::string::npos);
+  EXPECT_NE(dup.error().message.find("duplicate key b.x"), std::string::npos) << dup.error().message;
   EXPECT_FALSE(parse_json_strict(std::string(100, '[') + std::string(100, ']')));
   EXPECT_TRUE(parse_json_strict(std::string(10, '[') + std::string(10, ']')));
   auto big = parse_json_strict(std::string(2000, ' '), JsonLimits{.max_bytes = 1000, .max_depth = 8});
@@ -55,6 +56,87 @@ TEST(StrictJson, RejectsDuplicatesDepthSizeAndBadUtf8) {
   EXPECT_FALSE(json_int(o, "f"));
   EXPECT_FALSE(json_string(o, "n"));
   EXPECT_FALSE(json_string(o, "missing"));
+}
+
+// Every duplicate is refused with its key path, at the top level, nested in objects
+// and inside arrays; equal names in different objects are fine.
+TEST(StrictJson, DuplicateKeysNameTheirPath) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"a":1,"a":2})", "duplicate key a"},
+      {R"({"sandbox":{"allow_root_steps":false,"allow_root_steps":true}})", "duplicate key sandbox.allow_root_steps"},
+      {R"({"steps":[{"n":1},{"n":1,"n":2}]})", "duplicate key steps[1].n"},
+      {R"([[{"k":{"z":1,"z":1}}]])", "duplicate key [0][0].k.z"},
+      {"{\"a\\u000ab\":1,\"a\\nb\":2}", "duplicate key a?b"},
+  };
+  for (const auto& [text, want] : cases) {
+    auto r = parse_json_strict(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error().code, Errc::parse);
+    EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
+  }
+  EXPECT_TRUE(parse_json_strict(R"({"a":{"x":1},"b":{"x":1},"c":[{"x":1},{"x":2}]})"));
+  // The error quotes no raw bytes of the input: it is always printable ASCII.
+  auto bad = parse_json_strict("{\"\xff\xfe\":1}");
+  ASSERT_FALSE(bad);
+  for (char c : bad.error().message) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << bad.error().message;
+}
+
+TEST(StrictYaml, DuplicateKeysNameTheirPath) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"agent:\n  name: a\nagent:\n  name: b\n", "duplicate key agent"},
+      {"sandbox:\n  allow_root_steps: false\n  allow_root_steps: true\n", "duplicate key sandbox.allow_root_steps"},
+      {"steps:\n  - {name: a, name: b}\n", "duplicate key steps[0].name"},
+      {"a: {b: {c: 1, c: 2}}\n", "duplicate key a.b.c"},
+      // One key, two spellings: a quoted and a plain scalar are the same string.
+      {"x: 1\n\"x\": 2\n", "duplicate key x"},
+  };
+  for (const auto& [text, want] : cases) {
+    auto r = parse_yaml_strict(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error().code, Errc::parse);
+    EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
+  }
+  EXPECT_TRUE(parse_yaml_strict("a: {x: 1}\nb: {x: 1}\nc: [{x: 1}, {x: 2}]\n"));
+  auto complex = parse_yaml_strict("? [a, b]\n: 1\n");
+  ASSERT_FALSE(complex);
+  EXPECT_NE(complex.error().message.find("mapping keys must be plain strings"), std::string::npos);
+  EXPECT_FALSE(parse_yaml_strict("a: [\n"));
+  std::string deep;
+  for (int i = 0; i < 40; ++i) deep += "[";
+  for (int i = 0; i < 40; ++i) deep += "]";
+  EXPECT_FALSE(parse_yaml_strict(deep));
+  // Anchors used as a "billion laughs" expansion are bounded by the node budget.
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 8; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) bomb += std::string(j ? ", " : "") + "*a" + std::to_string(i - 1);
+    bomb += "]\n";
+  }
+  auto b = parse_yaml_strict(bomb);
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message.find("nodes"), std::string::npos) << b.error().message;
+  auto big = parse_yaml_strict(std::string(2000, ' '), YamlLimits{.max_bytes = 1000});
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, Errc::too_large);
+}
+
+TEST(Strict, UnknownMembersAndPrintable) {
+  Json o = *parse_json_strict(R"({"a":1,"b\u0007":2})");
+  auto r = json_only_members(o, "doc", {"a"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "doc.b?: unknown key");
+  EXPECT_TRUE(json_only_members(o, "", {"a", "b\a"}));
+  auto y = parse_yaml_strict("a: 1\nz: 2\n");
+  ASSERT_TRUE(y);
+  auto yr = yaml_only_keys(*y, "", {"a"});
+  ASSERT_FALSE(yr);
+  EXPECT_EQ(yr.error().message, "z: unknown key");
+  EXPECT_EQ(printable("ab\n\xc3\xa9", 64), "ab???");
+  EXPECT_EQ(printable(std::string(70, 'x'), 64), std::string(64, 'x') + "...");
+  // dump_safe never throws on bytes that are not UTF-8.
+  Json j = {{"detail", std::string("\xc3")}};
+  EXPECT_THROW((void)j.dump(), nlohmann::json::type_error);
+  EXPECT_NO_THROW((void)dump_safe(j));
 }
 
 TEST(Time, FormatsFixedWidthAndParsesStrictly) {

@@ -2,6 +2,7 @@
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/common/json.hpp>
+#include <delegate/common/strict.hpp>
 #include <delegate/controlplane/server.hpp>
 
 #include "dev_issuer.hpp"
@@ -109,14 +110,13 @@ Result<ServerConfig> load_dir_config(const fs::path& dir_in) {
   auto text = read_file(dir / "controlplane.json", 64 * 1024);
   if (!text) return fail(text.error().code, text.error().message + " (run `delegate-controlplane init --dir " + dir.string() + "` first)");
   auto j = parse_json_strict(*text);
-  if (!j || !j->is_object()) return fail(Errc::parse, (dir / "controlplane.json").string() + ": not a JSON object");
+  if (!j) return fail(Errc::parse, (dir / "controlplane.json").string() + ": " + j.error().message);
+  if (!j->is_object()) return fail(Errc::parse, (dir / "controlplane.json").string() + ": not a JSON object");
   ServerConfig c;
-  const char* known[] = {"listen", "db", "cert", "key", "admin_token_file", "enrollment_token_file", "lease_s",
-                         "dev_oauth_issuer"};
-  for (auto it = j->begin(); it != j->end(); ++it) {
-    bool ok_key = false;
-    for (const char* k : known) ok_key = ok_key || it.key() == k;
-    if (!ok_key) return fail(Errc::invalid_argument, "controlplane.json: unknown key \"" + it.key() + "\"");
+  if (auto r = json_only_members(*j, "", {"listen", "db", "cert", "key", "admin_token_file", "enrollment_token_file",
+                                        "lease_s", "dev_oauth_issuer"});
+      !r) {
+    return fail(Errc::invalid_argument, "controlplane.json: " + r.error().message);
   }
   auto str = [&](const char* k) -> Result<std::string> { return json_string(*j, k); };
   auto listen = str("listen");

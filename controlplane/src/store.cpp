@@ -69,8 +69,8 @@ constexpr const char* kAgentColumns =
 
 Json parse_stored(const std::string& s) {
   // Stored JSON was produced by this process; a parse failure means a corrupted file.
-  auto j = Json::parse(s, nullptr, /*allow_exceptions=*/false);
-  return j.is_discarded() ? Json() : j;
+  auto j = parse_json_strict(s, JsonLimits{.max_bytes = 8u << 20, .max_depth = 32});
+  return j ? std::move(*j) : Json();
 }
 
 JobRow job_from(const sql::Stmt& s) {

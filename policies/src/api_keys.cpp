@@ -121,7 +121,9 @@ Result<ApiKeyStore> ApiKeyStore::load(const std::filesystem::path& file) {
 
   ApiKeyStore store;
   try {
-    YAML::Node root = YAML::Load(*text);
+    auto parsed = parse_yaml_strict(*text, YamlLimits{.max_bytes = 16u << 20, .max_depth = 8});
+    if (!parsed) return fail(parsed.error().code, file.string() + ": " + parsed.error().message);
+    const YAML::Node& root = *parsed;
     if (root.IsNull()) return store;  // an empty file is an empty store
     detail::ycheck_keys(root, "", {"keys"});
     YAML::Node keys = root["keys"];

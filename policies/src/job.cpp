@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <delegate/common/strict.hpp>
+
 #include <delegate/audit/jcs.hpp>
 #include <delegate/common/crypto.hpp>
 
@@ -21,13 +23,6 @@ bool valid_job_id(std::string_view id) {
   });
 }
 
-// Member names come from the (untrusted) control plane and end up in audit details.
-std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > 64) out += "...";
-  return out;
-}
 
 // Returns an error message, or empty when the authorization member is well-formed.
 std::string parse_credential(const Json& a, Credential& out) {
@@ -46,10 +41,7 @@ std::string parse_credential(const Json& a, Credential& out) {
     out.type = CredentialType::none;
     return "authorization.type must be \"oauth\" or \"api_key\"";
   }
-  for (const auto& [k, v] : a.items()) {
-    (void)v;
-    if (k != "type" && k != secret_member) return "authorization has unknown member \"" + printable(k) + "\"";
-  }
+  if (auto r = json_only_members(a, "authorization", {"type", secret_member}); !r) return r.error().message;
   auto secret = a.find(secret_member);
   if (secret == a.end() || !secret->is_string() || secret->get_ref<const std::string&>().empty()) {
     return std::string("authorization.") + secret_member + " must be a non-empty string";
@@ -90,12 +82,9 @@ Result<Job> parse_job(const Json& j) {
 
   // Unknown members are refused rather than ignored: a field this agent does not
   // understand might carry meaning (a constraint, a binding) it would otherwise drop.
-  for (const auto& [k, v] : j.items()) {
-    (void)v;
-    if (k != "id" && k != "runbook" && k != "params" && k != "incident" && k != "timeout_s" &&
-        k != "authorization" && k != "steps") {
-      defect("job has unknown member \"" + printable(k) + "\"");
-    }
+  if (auto r = json_only_members(j, "job", {"id", "runbook", "params", "incident", "timeout_s", "authorization", "steps"});
+      !r) {
+    defect(r.error().message);
   }
 
   if (auto rb = j.find("runbook"); rb == j.end() || !rb->is_string()) {

@@ -4,6 +4,7 @@
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/common/json.hpp>
+#include <delegate/common/strict.hpp>
 #include <delegate/policies/jwks.hpp>
 #include <exception>
 #include <map>
@@ -165,7 +166,7 @@ KeyResult parse_key(const Json& jwk, std::span<const JwsAlg> allowed) {
     if (jwk.contains(m)) return ignore(std::string("private key member \"") + m + "\" present");
   }
   if (*kty == "oct") return ignore("symmetric (oct) keys are never used");
-  if (use && *use != "sig") return ignore("use is \"" + use->substr(0, 16) + "\", not sig");
+  if (use && *use != "sig") return ignore("use is \"" + printable(*use, 16) + "\", not sig");
   if (auto ops = jwk.find("key_ops"); ops != jwk.end()) {
     if (!ops->is_array() || std::find(ops->begin(), ops->end(), Json("verify")) == ops->end()) {
       return ignore("key_ops does not include verify");
@@ -175,7 +176,7 @@ KeyResult parse_key(const Json& jwk, std::span<const JwsAlg> allowed) {
   std::optional<JwsAlg> alg;
   if (alg_name) {
     alg = parse_jws_alg(*alg_name);
-    if (!alg) return ignore("unsupported alg \"" + alg_name->substr(0, 16) + "\"");
+    if (!alg) return ignore("unsupported alg \"" + printable(*alg_name, 16) + "\"");
   }
 
   Jwk out;
@@ -204,7 +205,7 @@ KeyResult parse_key(const Json& jwk, std::span<const JwsAlg> allowed) {
     } else if (*crv == "P-384") {
       derived = JwsAlg::es384;
     } else {
-      return ignore("unsupported EC curve \"" + crv->substr(0, 16) + "\"");
+      return ignore("unsupported EC curve \"" + printable(*crv, 16) + "\"");
     }
     if (alg && *alg != derived)
       return ignore("alg " + std::string(to_string(*alg)) + " does not match crv " + *crv);
@@ -221,7 +222,7 @@ KeyResult parse_key(const Json& jwk, std::span<const JwsAlg> allowed) {
     if (!k) return std::unexpected(k.error());
     out.key = std::move(*k);
   } else {
-    return ignore("unsupported kty \"" + kty->substr(0, 16) + "\"");
+    return ignore("unsupported kty \"" + printable(*kty, 16) + "\"");
   }
   if (std::find(allowed.begin(), allowed.end(), *alg) == allowed.end()) {
     return ignore("alg " + std::string(to_string(*alg)) + " is not allowed for this issuer");
@@ -234,7 +235,7 @@ std::string describe(const Json& jwk, std::size_t index) {
   if (jwk.is_object()) {
     auto it = jwk.find("kid");
     if (it != jwk.end() && it->is_string()) {
-      return "kid \"" + it->get<std::string>().substr(0, 64) + "\"";
+      return "kid \"" + printable(it->get_ref<const std::string&>()) + "\"";
     }
   }
   return "key #" + std::to_string(index);

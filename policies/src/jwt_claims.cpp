@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <delegate/common/strict.hpp>
 #include <delegate/policies/jwt.hpp>
 #include <exception>
 
@@ -19,12 +20,18 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// NumericDate (RFC 7519 §2): integer seconds, or a JSON number with zero fraction,
-// within [0, 2^40]. Anything else is refused rather than coerced.
-std::expected<std::optional<std::int64_t>, JwtFailure> numeric_date(const Json& payload,
-                                                                    const char* name) {
+// NumericDate (RFC 7519 §2): seconds since the epoch, "non-integer values can be
+// represented", within [0, 2^40]. Held as microseconds so that a fractional exp or nbf
+// is compared exactly at the boundary instead of being refused or truncated. `round_up`
+// picks the conservative direction for the claim (exp rounds down, nbf/iat up), so the
+// conversion can only shorten a token's validity.
+using Micros = std::int64_t;
+constexpr Micros kMicros = 1'000'000;
+
+std::expected<std::optional<Micros>, JwtFailure> numeric_date(const Json& payload, const char* name,
+                                                              bool round_up) {
   auto it = payload.find(name);
-  if (it == payload.end()) return std::optional<std::int64_t>{};
+  if (it == payload.end()) return std::optional<Micros>{};
   const auto bad = [&] {
     return failure(JwtStatus::bad_claim,
                    std::string("\"") + name + "\" is not a valid NumericDate");
@@ -32,19 +39,19 @@ std::expected<std::optional<std::int64_t>, JwtFailure> numeric_date(const Json& 
   if (it->is_number_unsigned()) {
     const auto v = it->get<std::uint64_t>();
     if (v > static_cast<std::uint64_t>(kMaxNumericDate)) return bad();
-    return std::optional<std::int64_t>(static_cast<std::int64_t>(v));
+    return std::optional<Micros>(static_cast<Micros>(v) * kMicros);
   }
   if (it->is_number_integer()) {
     const auto v = it->get<std::int64_t>();
     if (v < 0 || v > kMaxNumericDate) return bad();
-    return std::optional<std::int64_t>(v);
+    return std::optional<Micros>(v * kMicros);
   }
   if (it->is_number_float()) {
     const double v = it->get<double>();
-    if (!std::isfinite(v) || v < 0 || v > static_cast<double>(kMaxNumericDate) ||
-        std::trunc(v) != v)
-      return bad();
-    return std::optional<std::int64_t>(static_cast<std::int64_t>(v));
+    if (!std::isfinite(v) || v < 0 || v > static_cast<double>(kMaxNumericDate)) return bad();
+    // 2^40 s in µs is below 2^60: no overflow.
+    const double us = v * static_cast<double>(kMicros);
+    return std::optional<Micros>(static_cast<Micros>(round_up ? std::ceil(us) : std::floor(us)));
   }
   return bad();
 }
@@ -102,11 +109,11 @@ std::string binding_gap(const Json& entry, const IssuerPolicy& policy, const Job
   auto type = entry.find("type");
   if (type == entry.end() || !type->is_string() ||
       type->get_ref<const std::string&>() != policy.authorization_details_type) {
-    return "type is not " + policy.authorization_details_type;
+    return "type is not " + printable(policy.authorization_details_type);
   }
   auto id = entry.find("identifier");
   if (id == entry.end() || !id->is_string() || id->get_ref<const std::string&>() != job.runbook) {
-    return "identifier does not name runbook " + job.runbook;
+    return "identifier does not name runbook " + printable(job.runbook);
   }
   auto actions = entry.find("actions");
   if (actions == entry.end() || !string_array(*actions) || !contains_string(*actions, "execute")) {
@@ -114,9 +121,14 @@ std::string binding_gap(const Json& entry, const IssuerPolicy& policy, const Job
   }
   if (auto loc = entry.find("locations"); loc != entry.end()) {
     if (!string_array(*loc)) return "locations is not an array of strings";
-    bool here = !policy.agent_name.empty() && contains_string(*loc, policy.agent_name);
+    const bool by_name = !policy.agent_name.empty() && contains_string(*loc, policy.agent_name);
+    bool here = by_name;
     for (const auto& tag : policy.agent_tags) here = here || contains_string(*loc, tag);
     if (!here) return "locations name neither this agent nor one of its tags";
+    // A tag names a group of agents: only the agent's own name binds the token to it.
+    if (policy.require_locations && !by_name) return "locations do not name this agent";
+  } else if (policy.require_locations) {
+    return "locations missing (this agent requires tokens bound to it)";
   }
   if (auto params = entry.find("params"); params != entry.end()) {
     if (*params != job.params) return "params differ from the job's";
@@ -124,16 +136,25 @@ std::string binding_gap(const Json& entry, const IssuerPolicy& policy, const Job
   return {};
 }
 
+// RFC 9396: a token that states what it authorises is held to it, whatever the
+// issuer's settings; require_authorization_details only decides whether a token that
+// states nothing is acceptable, and require_locations whether it must name this agent.
 std::optional<JwtFailure> check_binding(const Json& payload, const IssuerPolicy& policy,
                                         const VerifyContext& ctx) {
-  if (!policy.require_authorization_details) return std::nullopt;
+  auto ad = payload.find("authorization_details");
+  if (ad == payload.end()) {
+    if (policy.require_locations)
+      return JwtFailure{JwtStatus::binding_mismatch,
+                        "authorization_details missing (this agent requires tokens bound to it)"};
+    if (policy.require_authorization_details)
+      return JwtFailure{JwtStatus::binding_mismatch, "authorization_details missing"};
+    return std::nullopt;
+  }
+  if (!ad->is_array())
+    return JwtFailure{JwtStatus::binding_mismatch, "authorization_details is not an array"};
   if (ctx.job == nullptr)
     return JwtFailure{JwtStatus::binding_mismatch, "no job to bind authorization_details to"};
-  auto ad = payload.find("authorization_details");
-  if (ad == payload.end() || !ad->is_array()) {
-    return JwtFailure{JwtStatus::binding_mismatch, "authorization_details missing or not an array"};
-  }
-  std::string last = "no entry of type " + policy.authorization_details_type;
+  std::string last = "no entry of type " + printable(policy.authorization_details_type);
   for (const auto& entry : *ad) {
     std::string gap = binding_gap(entry, policy, *ctx.job);
     if (gap.empty()) return std::nullopt;
@@ -173,7 +194,7 @@ JwtResult verify_parsed(const ParsedJwt& jwt, const Jwk& key, const IssuerPolicy
                         const VerifyContext& ctx) {
   if (!jwt.alg)
     return failure(JwtStatus::alg_not_allowed,
-                   "alg \"" + jwt.alg_name.substr(0, 32) + "\" is never accepted");
+                   "alg \"" + printable(jwt.alg_name, 32) + "\" is never accepted");
   const JwsAlg alg = *jwt.alg;
   if (std::find(policy.algorithms.begin(), policy.algorithms.end(), alg) ==
       policy.algorithms.end()) {
@@ -198,17 +219,16 @@ JwtResult verify_parsed(const ParsedJwt& jwt, const Jwk& key, const IssuerPolicy
   }
   if (auto f = check_audience(p, policy.audience)) return std::unexpected(*f);
 
-  auto exp = numeric_date(p, "exp");
+  auto exp = numeric_date(p, "exp", /*round_up=*/false);
   if (!exp) return std::unexpected(exp.error());
   if (!exp->has_value()) return failure(JwtStatus::bad_claim, "exp missing");
-  auto nbf = numeric_date(p, "nbf");
+  auto nbf = numeric_date(p, "nbf", /*round_up=*/true);
   if (!nbf) return std::unexpected(nbf.error());
-  auto iat = numeric_date(p, "iat");
+  auto iat = numeric_date(p, "iat", /*round_up=*/true);
   if (!iat) return std::unexpected(iat.error());
 
-  const std::int64_t now =
-      std::chrono::floor<std::chrono::seconds>(ctx.now.time_since_epoch()).count();
-  const std::int64_t skew = policy.skew.count();
+  const Micros now = std::chrono::floor<std::chrono::microseconds>(ctx.now.time_since_epoch()).count();
+  const Micros skew = policy.skew.count() * kMicros;
   if (now >= **exp + skew) return failure(JwtStatus::expired, "token expired");
   if (nbf->has_value() && **nbf > now + skew)
     return failure(JwtStatus::not_yet_valid, "nbf is in the future");
@@ -216,8 +236,8 @@ JwtResult verify_parsed(const ParsedJwt& jwt, const Jwk& key, const IssuerPolicy
     return failure(JwtStatus::not_yet_valid, "iat is in the future");
   // A lifetime violation is a token this issuer should never have minted: it is
   // malformed for us (neither expired nor not yet valid describes it).
-  const std::int64_t lifetime = **exp - (iat->has_value() ? **iat : now);
-  if (lifetime > policy.max_lifetime.count()) {
+  const Micros lifetime = **exp - (iat->has_value() ? **iat : now);
+  if (lifetime > policy.max_lifetime.count() * kMicros) {
     return failure(JwtStatus::lifetime_exceeded, "lifetime exceeds the issuer's maximum of " +
                                                      std::to_string(policy.max_lifetime.count()) +
                                                      " s");
@@ -259,7 +279,7 @@ JwtResult verify_parsed(const ParsedJwt& jwt, const Jwk& key, const IssuerPolicy
 
   // Last: only a token that would otherwise be accepted consumes its jti.
   if (ctx.replay != nullptr) {
-    const TimePoint exp_tp{std::chrono::seconds(**exp + skew)};
+    const TimePoint exp_tp{std::chrono::microseconds(**exp + skew)};
     if (ctx.replay->seen_or_insert(policy.issuer, out.jti, exp_tp))
       return failure(JwtStatus::replayed, "jti already used");
   }
@@ -272,7 +292,7 @@ JwtResult verify_jwt(std::string_view token, const JwkSet& jwks, const IssuerPol
   if (!parsed) return std::unexpected(parsed.error());
   if (!parsed->alg)
     return failure(JwtStatus::alg_not_allowed,
-                   "alg \"" + parsed->alg_name.substr(0, 32) + "\" is never accepted");
+                   "alg \"" + printable(parsed->alg_name, 32) + "\" is never accepted");
   if (std::find(policy.algorithms.begin(), policy.algorithms.end(), *parsed->alg) ==
       policy.algorithms.end()) {
     return failure(JwtStatus::alg_not_allowed, "alg is not allowed for this issuer");

@@ -115,6 +115,36 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// Control characters (C0, DEL, C1) in any name or string of the header or the claims:
+// nothing legitimate needs them, and they would reach logs, audit details and the
+// argv of a step. The JSON reader has already refused bytes that are not UTF-8.
+bool has_control(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) return true;
+    if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(s[i + 1]) <= 0x9f)
+      return true;
+  }
+  return false;
+}
+
+bool contains_control(const Json& j) {
+  if (j.is_string()) return has_control(j.get_ref<const std::string&>());
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      if (has_control(k) || contains_control(v)) return true;
+    }
+    return false;
+  }
+  if (j.is_array()) {
+    for (const auto& v : j) {
+      if (contains_control(v)) return true;
+    }
+  }
+  return false;
+}
+
 std::expected<Json, JwtFailure> decode_object(std::string_view segment, const char* what) {
   auto bytes = base64url_decode(segment);
   if (!bytes)
@@ -124,6 +154,8 @@ std::expected<Json, JwtFailure> decode_object(std::string_view segment, const ch
   if (!json) return failure(JwtStatus::bad_json, std::string(what) + ": " + json.error().message);
   if (!json->is_object())
     return failure(JwtStatus::bad_json, std::string(what) + " is not a JSON object");
+  if (contains_control(*json))
+    return failure(JwtStatus::bad_json, std::string(what) + " contains a control character");
   return std::move(*json);
 }
 

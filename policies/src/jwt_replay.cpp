@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <optional>
+#include <utility>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/policies/jwt.hpp>
@@ -40,6 +43,33 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
+bool is_key(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// Longer than any token we accept can stay valid (lifetime ≤ 1 day, skew ≤ 10 min,
+// retention): the keep-until given to an entry whose own bound was damaged.
+constexpr std::int64_t kSalvageKeepS = 2 * 86400;
+
+// One line "<until> <key>". A line that starts with the remains of an earlier torn
+// write still ends with a whole entry (the writer appends whole lines): keep that
+// entry. Its digits may have the torn bytes' digits in front, which only makes the
+// number larger, so the bound is capped rather than trusted.
+std::optional<std::pair<std::string, std::int64_t>> parse_line(std::string_view line, std::int64_t now) {
+  const auto sp = line.rfind(' ');
+  if (sp == std::string_view::npos || !is_key(line.substr(sp + 1))) return std::nullopt;
+  std::size_t start = sp;
+  while (start > 0 && line[start - 1] >= '0' && line[start - 1] <= '9') --start;
+  if (start == sp) return std::nullopt;
+  std::int64_t until = 0;
+  auto [ptr, err] = std::from_chars(line.data() + start, line.data() + sp, until);
+  const bool clean = start == 0 && err == std::errc() && ptr == line.data() + sp;
+  if (!clean) until = (err == std::errc()) ? std::min(until, now + kSalvageKeepS) : now + kSalvageKeepS;
+  return std::pair{std::string(line.substr(sp + 1)), until};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<FileReplayCache>> FileReplayCache::open(const std::filesystem::path& dir,
@@ -63,14 +93,10 @@ Result<std::unique_ptr<FileReplayCache>> FileReplayCache::open(const std::filesy
       if (nl == std::string_view::npos) break;
       std::string_view line = rest.substr(0, nl);
       rest.remove_prefix(nl + 1);
-      auto sp = line.find(' ');
-      if (sp == std::string_view::npos || line.size() - sp - 1 != 64) continue;
-      std::int64_t until = 0;
-      auto [ptr, err] = std::from_chars(line.data(), line.data() + sp, until);
-      if (err != std::errc() || ptr != line.data() + sp) continue;
-      if (until < now) continue;
-      auto& slot = entries[std::string(line.substr(sp + 1))];
-      slot = std::max(slot, until);
+      auto entry = parse_line(line, now);
+      if (!entry || entry->second < now) continue;
+      auto& slot = entries[entry->first];
+      slot = std::max(slot, entry->second);
     }
   }
   // Compact: rewrite only live entries, atomically, before appending to it.
@@ -79,8 +105,10 @@ Result<std::unique_ptr<FileReplayCache>> FileReplayCache::open(const std::filesy
   if (auto r = write_file_atomic(path, compacted, 0600); !r) return std::unexpected(r.error());
   const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (fd < 0) return fail(Errc::io, "cannot open " + path.string() + ": " + std::strerror(errno));
-  return std::unique_ptr<FileReplayCache>(
+  auto cache = std::unique_ptr<FileReplayCache>(
       new FileReplayCache(fd, clock, retention, max_entries, std::move(entries)));
+  cache->file_size_ = static_cast<off_t>(compacted.size());
+  return cache;
 }
 
 FileReplayCache::FileReplayCache(int fd, const Clock& clock, std::chrono::seconds retention,
@@ -115,8 +143,21 @@ bool FileReplayCache::seen_or_insert(std::string_view iss, std::string_view jti,
   // Fail closed: a token we cannot remember must not be accepted, or a full disk or a
   // flood would reopen the replay window.
   if (entries_.size() >= max_entries_) return true;
+  // A failed write may have left part of a line behind; the next line appended after
+  // it would be unreadable after a restart (its jti forgotten). Cut the file back to
+  // the last whole line first, and refuse every token while that is impossible.
+  if (torn_) {
+    if (::ftruncate(fd_, file_size_) != 0) return true;
+    torn_ = false;
+  }
   const std::string line = std::to_string(until) + " " + key + "\n";
-  if (!write_all(fd_, line) || ::fsync(fd_) != 0) return true;
+  if (!write_all(fd_, line)) {
+    torn_ = true;
+    if (::ftruncate(fd_, file_size_) == 0) torn_ = false;
+    return true;
+  }
+  file_size_ += static_cast<off_t>(line.size());
+  if (::fsync(fd_) != 0) return true;
   entries_.emplace(key, until);
   return false;
 }

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <delegate/common/strict.hpp>
 #include <delegate/policies/oauth.hpp>
 #include <exception>
 #include <set>
@@ -49,7 +50,7 @@ JwtResult OAuthVerifier::verify_unguarded(std::string_view token, const Job& job
   if (!parsed->alg) {
     return std::unexpected(
         JwtFailure{JwtStatus::alg_not_allowed,
-                   "alg \"" + parsed->alg_name.substr(0, 32) + "\" is never accepted"});
+                   "alg \"" + printable(parsed->alg_name, 32) + "\" is never accepted"});
   }
   // The unverified iss only picks the key set; verify_parsed checks it again, exactly,
   // once the signature is known to come from that issuer's key.

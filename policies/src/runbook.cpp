@@ -1,6 +1,8 @@
 #include <delegate/policies/runbook.hpp>
 
 #include <algorithm>
+
+#include <delegate/common/strict.hpp>
 #include <set>
 #include <system_error>
 
@@ -46,13 +48,6 @@ bool valid_step_name(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
 
-// Untrusted names are echoed in errors and audit details: keep them short and printable.
-std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > 64) out += "...";
-  return out;
-}
 
 // One parameter reference found in a template.
 struct Ref {
@@ -115,7 +110,8 @@ Result<Json> check_value(const std::string& name, const ParamSpec& spec, const J
 
 ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
   detail::ycheck_keys(n, path,
-                      {"type", "pattern", "required", "description", "min", "max", "max_length", "enum", "default"});
+                      {"type", "pattern", "required", "description", "min", "max", "max_length", "enum", "default",
+                       "allow_leading_dash"});
   ParamSpec s;
   if (!n["type"]) yfail(ykey(path, "type"), "missing");
   s.type = parse_type(n["type"], ykey(path, "type"));
@@ -125,10 +121,14 @@ ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
   only_for("pattern", ParamType::string, "string");
   only_for("max_length", ParamType::string, "string");
   only_for("enum", ParamType::string, "string");
+  only_for("allow_leading_dash", ParamType::string, "string");
   only_for("min", ParamType::integer, "integer");
   only_for("max", ParamType::integer, "integer");
 
   if (n["required"]) s.required = detail::ybool(n["required"], ykey(path, "required"));
+  if (n["allow_leading_dash"]) {
+    s.allow_leading_dash = detail::ybool(n["allow_leading_dash"], ykey(path, "allow_leading_dash"));
+  }
   if (n["description"]) s.description = detail::ystring(n["description"], ykey(path, "description"));
   if (n["pattern"]) {
     std::string p = detail::ystring(n["pattern"], ykey(path, "pattern"));
@@ -382,6 +382,11 @@ Result<Json> check_value(const std::string& name, const ParamSpec& spec, const J
       }
       // argv elements and env values are C strings: a NUL would silently truncate them.
       if (s.find('\0') != std::string::npos) return fail(Errc::invalid_argument, what + " contains a NUL byte");
+      // Substituted into argv, "-H host" or "--help" would be an option to the command,
+      // not the operand the runbook author had in mind, whatever the pattern says.
+      if (!s.empty() && s.front() == '-' && !spec.allow_leading_dash) {
+        return fail(Errc::invalid_argument, what + " starts with '-' (the parameter does not set allow_leading_dash)");
+      }
       if (!spec.allowed.empty() && std::find(spec.allowed.begin(), spec.allowed.end(), s) == spec.allowed.end()) {
         return fail(Errc::invalid_argument, what + " is not one of the allowed values");
       }
@@ -406,9 +411,10 @@ Result<Json> check_value(const std::string& name, const ParamSpec& spec, const J
 Result<Runbook> parse_runbook(std::string_view yaml_text) {
   if (yaml_text.size() > kMaxRunbookBytes) return fail(Errc::too_large, "runbook larger than 1 MiB");
   try {
-    YAML::Node root = YAML::Load(std::string(yaml_text));
-    if (!root || root.IsNull()) return fail(Errc::parse, "empty runbook");
-    return parse_root(root);
+    auto root = parse_yaml_strict(yaml_text, YamlLimits{.max_bytes = kMaxRunbookBytes});
+    if (!root) return std::unexpected(root.error());
+    if (!*root || root->IsNull()) return fail(Errc::parse, "empty runbook");
+    return parse_root(*root);
   } catch (const detail::YamlError& e) {
     return fail(Errc::parse, e.message);
   } catch (const YAML::Exception& e) {

@@ -7,12 +7,13 @@
 #include <charconv>
 #include <cstdint>
 #include <initializer_list>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <yaml-cpp/yaml.h>
+
+#include <delegate/common/strict.hpp>
 
 namespace delegate::policies::detail {
 
@@ -33,28 +34,22 @@ inline std::string yindex(const std::string& path, std::size_t i) {
   return path + "[" + std::to_string(i) + "]";
 }
 
-// Keys of a mapping as plain strings; non-scalar keys and duplicates are errors.
+// Keys of a mapping as plain strings. Documents come from parse_yaml_strict, which
+// has already refused duplicate and non-scalar keys anywhere in the tree.
 inline std::vector<std::string> ymap_keys(const YAML::Node& n, const std::string& path) {
   if (!n.IsMap()) yfail(path.empty() ? "document" : path, "must be a mapping");
   std::vector<std::string> keys;
-  std::set<std::string> seen;
   for (const auto& kv : n) {
     if (!kv.first.IsScalar()) yfail(path, "mapping keys must be plain strings");
-    std::string k = kv.first.Scalar();
-    if (!seen.insert(k).second) yfail(ykey(path, k), "duplicate key");
-    keys.push_back(std::move(k));
+    keys.push_back(kv.first.Scalar());
   }
   return keys;
 }
 
-// Requires a mapping whose keys are all in `allowed`.
+// Requires a mapping whose keys are all in `allowed` (the common check, thrown).
 inline void ycheck_keys(const YAML::Node& n, const std::string& path,
                         std::initializer_list<std::string_view> allowed) {
-  for (const auto& k : ymap_keys(n, path)) {
-    bool known = false;
-    for (auto a : allowed) known = known || a == k;
-    if (!known) yfail(ykey(path, k), "unknown key");
-  }
+  if (auto r = yaml_only_keys(n, path, allowed); !r) throw YamlError{r.error().message};
 }
 
 inline std::string ystring(const YAML::Node& n, const std::string& path) {

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
+#include <delegate/common/encoding.hpp>
+
 #include <delegate/common/fs.hpp>
 #include <delegate/policies/api_keys.hpp>
 
@@ -98,14 +102,26 @@ TEST(ApiKeys, BitFlipsAndTruncationsNeverAllowed) {
   ApiKeyStore store;
   auto key = store.create("flip", {}, {}, std::nullopt, kNow);
   ASSERT_TRUE(key);
+  ASSERT_EQ(key->substr(0, 9), "dlg.flip.");
+  std::size_t shaped_flips = 0;
   for (std::size_t i = 0; i < key->size(); ++i) {
     for (int bit = 0; bit < 8; ++bit) {
       std::string k = *key;
       k[i] = static_cast<char>(k[i] ^ (1 << bit));
+      // A flip that keeps the key's shape ("dlg.<id>.<43 base64url chars>") must be
+      // refused by the secret/id lookup, not by the parser: api_key_unknown exactly.
+      const bool id_ok = std::all_of(k.begin() + 4, k.begin() + 8, [](char ch) {
+        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+      });
+      const bool shaped = k.starts_with("dlg.") && k[8] == '.' && id_ok &&
+                          base64url_decode(std::string_view(k).substr(9)).has_value();
+      shaped_flips += shaped;
       auto c = store.check(k, kNow);
-      EXPECT_TRUE(c.deny.has_value()) << "byte " << i << " bit " << bit;
+      EXPECT_EQ(c.deny, shaped ? Reason::api_key_unknown : Reason::token_malformed)
+          << "byte " << i << " bit " << bit;
     }
   }
+  EXPECT_GT(shaped_flips, key->size());  // most flips of the secret keep its shape
   for (std::size_t n = 0; n < key->size(); ++n) {
     EXPECT_TRUE(store.check(std::string_view(*key).substr(0, n), kNow).deny.has_value()) << n;
   }
@@ -216,6 +232,24 @@ TEST(ApiKeys, MalformedFilesRejected) {
     dir.write("bad.yaml", text);
     auto r = ApiKeyStore::load(dir / "bad.yaml");
     EXPECT_FALSE(r.has_value()) << what;
+  }
+}
+
+// A duplicated key, at the top level or inside an entry, is refused by name: "last one
+// wins" would let a reviewer read one revoked/expires value and the agent obey another.
+TEST(ApiKeys, DuplicateKeysAreRefusedWithTheirPath) {
+  TempDir dir;
+  const std::string entry = "{id: a, salt: \"AAAAAAAAAAAAAAAAAAAAAA==\", hash: \"" + std::string(64, 'a') +
+                            "\", created: \"2026-01-01T00:00:00Z\"";
+  const std::pair<std::string, std::string> cases[] = {
+      {"keys: []\nkeys:\n  - " + entry + "}\n", "duplicate key keys"},
+      {"keys:\n  - " + entry + ", revoked: true, revoked: false}\n", "duplicate key keys[0].revoked"},
+  };
+  for (const auto& [text, want] : cases) {
+    dir.write("dup.yaml", text);
+    auto r = ApiKeyStore::load(dir / "dup.yaml");
+    ASSERT_FALSE(r.has_value()) << text;
+    EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
   }
 }
 

@@ -138,6 +138,23 @@ TEST(JwksParse, WholeDocumentErrors) {
   EXPECT_TRUE(empty->keys.empty());
 }
 
+// A duplicated member inside a key ("n" twice: which modulus is it?) refuses the
+// whole document, naming the key path, like a duplicated "keys".
+TEST(JwksParse, DuplicateMembersRefuseTheDocument) {
+  auto ed = make_key("ed", "Ed25519", "d");
+  std::string key = ed.jwk().dump();
+  const std::string nested = R"({"keys":[)" + key.substr(0, key.size() - 1) + R"(,"kid":"other"}]})";
+  const std::pair<std::string, const char*> cases[] = {
+      {R"({"keys":[],"keys":[]})", "duplicate key keys"},
+      {nested, "duplicate key keys[0].kid"},
+  };
+  for (const auto& [doc, want] : cases) {
+    auto r = parse_jwks(doc, kAll);
+    ASSERT_FALSE(r.has_value()) << doc;
+    EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
+  }
+}
+
 TEST(JwksParse, FileSource) {
   TempDir dir;
   auto k = make_key("ed", "Ed25519", "f");

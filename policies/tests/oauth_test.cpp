@@ -1,6 +1,8 @@
 // OAuthVerifier end to end: issuer selection, key isolation between issuers, key
 // rotation through the cache, jti replay (also across a restart) and RFC 9396 binding.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include <delegate/policies/authorizer.hpp>
 #include <delegate/policies/oauth.hpp>
@@ -216,6 +218,56 @@ TEST_F(OAuthTest, ReplayCachePrunesExpiredOnLoad) {
   EXPECT_TRUE((*cache)->seen_or_insert("iss", "new", now_tp(kNow + 1000)));
 }
 
+// A write that fails half-way (here: the file-size limit cuts it) must not leave a
+// partial line that swallows the next entry: the jti accepted after it stays known
+// after a restart.
+TEST_F(OAuthTest, ReplayCacheSurvivesATornWrite) {
+  TempDir dir;
+  const auto file = dir / "jti-replay";
+  {
+    auto cache = FileReplayCache::open(dir.path(), clock);
+    ASSERT_TRUE(cache.has_value());
+    EXPECT_FALSE((*cache)->seen_or_insert("iss", "first", now_tp(kNow + 600)));
+    const auto size = std::filesystem::file_size(file);
+    struct sigaction ign {}, old {};
+    ign.sa_handler = SIG_IGN;
+    ASSERT_EQ(::sigaction(SIGXFSZ, &ign, &old), 0);
+    rlimit saved{};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+    rlimit small = saved;
+    small.rlim_cur = size + 20;  // the next line (~76 bytes) is cut after 20
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+    const bool torn_result = (*cache)->seen_or_insert("iss", "torn", now_tp(kNow + 600));
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
+    ASSERT_EQ(::sigaction(SIGXFSZ, &old, nullptr), 0);
+    EXPECT_TRUE(torn_result);  // not recorded: refused (fail closed)
+    EXPECT_FALSE((*cache)->seen_or_insert("iss", "later", now_tp(kNow + 600)));
+  }
+  // Also a file that already holds torn bytes in front of a whole line (as an older
+  // agent would have left it) keeps that line's entry.
+  {
+    auto text = read_file(file);
+    ASSERT_TRUE(text.has_value());
+    ASSERT_TRUE(write_file_atomic(file, *text + "18000006").has_value());
+  }
+  {
+    auto cache = FileReplayCache::open(dir.path(), clock);
+    ASSERT_TRUE(cache.has_value());
+    EXPECT_FALSE((*cache)->seen_or_insert("iss", "after-torn", now_tp(kNow + 600)));
+    auto text = read_file(file);
+    ASSERT_TRUE(text.has_value());
+    // Simulate the old writer: append torn bytes, then a whole line, with no cut.
+    const auto cut = text->rfind('\n', text->size() - 2) + 1;
+    ASSERT_TRUE(write_file_atomic(file, text->substr(0, cut) + "1800000" + text->substr(cut)).has_value());
+  }
+  auto cache = FileReplayCache::open(dir.path(), clock);
+  ASSERT_TRUE(cache.has_value());
+  EXPECT_TRUE((*cache)->seen_or_insert("iss", "first", now_tp(kNow + 600)));
+  EXPECT_TRUE((*cache)->seen_or_insert("iss", "later", now_tp(kNow + 600)));
+  EXPECT_TRUE((*cache)->seen_or_insert("iss", "after-torn", now_tp(kNow + 600)));
+  EXPECT_FALSE((*cache)->seen_or_insert("iss", "torn", now_tp(kNow + 600)));
+}
+
 TEST_F(OAuthTest, BindingAccepted) {
   require_binding = true;
   build();
@@ -232,37 +284,78 @@ TEST_F(OAuthTest, BindingAccepted) {
   EXPECT_EQ(check(token(c, key_a)), std::nullopt);
 }
 
+// A token that carries authorization_details is held to them whether or not the issuer
+// requires them (RFC 9396): the flag only decides whether a token without them passes.
 TEST_F(OAuthTest, EachBindingFailure) {
-  require_binding = true;
-  build();
-  auto with = [&](auto mutate) {
+  for (bool required : {true, false}) {
+    SCOPED_TRACE(required ? "require_authorization_details: true" : "require_authorization_details: false");
+    require_binding = required;
+    build();
+    auto with = [&](auto mutate) {
+      Json c = default_claims();
+      Json ad = binding();
+      mutate(ad);
+      c["authorization_details"] = ad;
+      return check(token(c, key_a));
+    };
+    Json c = default_claims();
+    EXPECT_EQ(check(token(c, key_a)), required ? std::optional(R::binding_mismatch) : std::nullopt);  // absent
+    c["authorization_details"] = Json::object();
+    EXPECT_EQ(check(token(c, key_a)), R::binding_mismatch);  // not an array
+    EXPECT_EQ(with([](Json&) {}), std::nullopt);              // positive control
+    EXPECT_EQ(with([](Json& ad) { ad[0]["type"] = "other_type"; }), R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) { ad[0]["identifier"] = "host-diagnostics"; }), R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) { ad[0].erase("identifier"); }), R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) { ad[0]["actions"] = Json::array({"read"}); }), R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) { ad[0]["actions"] = "execute"; }), R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) {
+                ad[0]["locations"] = Json::array({"staging", "web-02"});
+              }),
+              R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) { ad[0]["params"]["service"] = "sshd"; }), R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) { ad[0]["params"]["extra"] = 1; }), R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) { ad[0]["params"].erase("graceful"); }), R::binding_mismatch);
+    EXPECT_EQ(with([](Json& ad) { ad[0]["params"] = Json::array(); }), R::binding_mismatch);
+  }
+}
+
+// require_locations binds a token to one agent: the agent's own name must be listed
+// (a tag names a group). Unbound, one token runs on every agent of the issuer.
+TEST_F(OAuthTest, RequireLocationsBindsATokenToOneAgent) {
+  auto build_with = [&](bool require_locations, const std::string& agent) {
+    IssuerPolicy a = default_policy();
+    a.require_locations = require_locations;
+    a.agent_name = agent;
+    auto fetch_a = [this]() -> Result<std::string> { return doc_a; };
+    auto v = OAuthVerifier::create(
+        {{a, std::make_shared<JwksCache>(fetch_a, clock, a.algorithms, JwksCacheOptions{}), nullptr}});
+    EXPECT_TRUE(v.has_value());
+    return std::move(*v);
+  };
+  auto decide = [&](const OAuthVerifier& v, const Json& locations) {
     Json c = default_claims();
     Json ad = binding();
-    mutate(ad);
+    if (locations.is_null()) ad[0].erase("locations");
+    else ad[0]["locations"] = locations;
     c["authorization_details"] = ad;
-    return check(token(c, key_a));
+    return v.verify(token(c, key_a), job, now_tp()).deny;
   };
-  Json c = default_claims();
-  EXPECT_EQ(check(token(c, key_a)), R::binding_mismatch);  // absent
-  c["authorization_details"] = Json::object();
-  EXPECT_EQ(check(token(c, key_a)), R::binding_mismatch);  // not an array
-  EXPECT_EQ(with([](Json& ad) { ad[0]["type"] = "other_type"; }), R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) { ad[0]["identifier"] = "host-diagnostics"; }), R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) { ad[0].erase("identifier"); }), R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) { ad[0]["actions"] = Json::array({"read"}); }), R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) { ad[0]["actions"] = "execute"; }), R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) {
-              ad[0]["locations"] = Json::array({"staging", "web-02"});
-            }),
-            R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) { ad[0]["params"]["service"] = "sshd"; }), R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) { ad[0]["params"]["extra"] = 1; }), R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) { ad[0]["params"].erase("graceful"); }), R::binding_mismatch);
-  EXPECT_EQ(with([](Json& ad) { ad[0]["params"] = Json::array(); }), R::binding_mismatch);
-  // Binding is checked only when required.
-  require_binding = false;
-  build();
-  EXPECT_EQ(check(token(default_claims(), key_a)), std::nullopt);
+  auto bound01 = build_with(true, "web-01");
+  auto bound02 = build_with(true, "web-02");
+  const Json names01 = Json::array({"web-01"});
+  EXPECT_EQ(decide(*bound01, names01), std::nullopt);
+  EXPECT_EQ(decide(*bound02, names01), R::binding_mismatch);
+  EXPECT_EQ(decide(*bound01, Json::array({"prod"})), R::binding_mismatch);  // tag only
+  EXPECT_EQ(decide(*bound01, Json()), R::binding_mismatch);                 // no locations
+  EXPECT_EQ(bound01->verify(token(default_claims(), key_a), job, now_tp()).deny, R::binding_mismatch);
+
+  // Unbound (the default): a token without locations is accepted by every agent.
+  auto open01 = build_with(false, "web-01");
+  auto open02 = build_with(false, "web-02");
+  EXPECT_EQ(decide(*open01, Json()), std::nullopt);
+  EXPECT_EQ(decide(*open02, Json()), std::nullopt);
+  // ... but locations, when present, are still honoured.
+  EXPECT_EQ(decide(*open02, names01), R::binding_mismatch);
 }
 
 TEST_F(OAuthTest, CreateValidatesConfiguration) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <delegate/policies/runbook.hpp>
+#include <regex>
 
 #include "test_util.hpp"
 
@@ -112,7 +113,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"name: s\nsteps:\n  - {name: a, uses: script, with: {script: x, shell: bash}}\n", "steps[0].with.shell: unknown key"},
         BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [true]}}\n  - {name: b, uses: command, with: {argv: [true]}, sandbox: {x: 1}}\n",
                 "steps[1].sandbox.x: unknown key"},
-        BadCase{"name: s\nname: t\n" STEP, "name: duplicate key"},
+        // Duplicate keys, at the top level and nested, name their path.
+        BadCase{"name: s\nname: t\n" STEP, "duplicate key name"},
+        BadCase{"name: s\nparams: {p: {type: string, type: integer}}\n" STEP, "duplicate key params.p.type"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [true]}, sandbox: {root: false, root: true}}\n",
+                "duplicate key steps[0].sandbox.root"},
+        BadCase{"name: s\nparams: {p: {type: string, allow_leading_dash: maybe}}\n" STEP,
+                "params.p.allow_leading_dash: must be true or false"},
+        BadCase{"name: s\nparams: {p: {type: integer, allow_leading_dash: true}}\n" STEP,
+                "params.p.allow_leading_dash: only applies to string"},
+        BadCase{"name: s\nparams: {p: {type: string, default: --all}}\n" STEP, "params.p.default: "},
         // Names and structure.
         BadCase{STEP, "name: missing"},
         BadCase{"name: Bad_Name\n" STEP, "name: must match"},
@@ -312,7 +322,25 @@ INSTANTIATE_TEST_SUITE_P(
         ParamCase{"enum miss", R"({"service":"a","mode":"medium"})", false},
         ParamCase{"null value", R"({"service":null})", false},
         ParamCase{"array value", R"({"service":["nginx"]})", false},
-        ParamCase{"params not object", R"(["service"])", false}));
+        ParamCase{"params not object", R"(["service"])", false},
+        // A leading '-' would make the value an option of the command; the pattern
+        // ('^[a-z0-9@._-]{1,64}$') admits it, the leading-dash rule does not.
+        ParamCase{"option-like value", R"({"service":"-hfoo"})", false},
+        ParamCase{"long option value", R"({"service":"--help"})", false},
+        ParamCase{"dash inside is fine", R"({"service":"a-b"})", true},
+        ParamCase{"enum value with dash", R"({"service":"a","mode":"-x"})", false}));
+
+TEST(Runbook, AllowLeadingDashAdmitsOptionLikeValues) {
+  auto rb = parse_runbook("name: s\nparams:\n  offset: {type: string, pattern: '^-?[0-9]+$', allow_leading_dash: true}\n"
+                          "  name: {type: string}\nsteps:\n  - {name: a, uses: command, with: {argv: [true]}}\n");
+  ASSERT_TRUE(rb) << rb.error().message;
+  EXPECT_TRUE(rb->params.at("offset").allow_leading_dash);
+  EXPECT_FALSE(rb->params.at("name").allow_leading_dash);
+  EXPECT_TRUE(validate_params(*rb, Json{{"offset", "-5"}}));
+  auto no = validate_params(*rb, Json{{"name", "-5"}});
+  ASSERT_FALSE(no);
+  EXPECT_NE(no.error().message.find("starts with '-'"), std::string::npos) << no.error().message;
+}
 
 TEST(Runbook, DefaultsAreFilled) {
   Runbook rb = restart();
@@ -376,6 +404,14 @@ TEST(Catalog, LoadsShippedRunbooks) {
   EXPECT_EQ(rs->steps[0].sandbox.sockets, (std::vector<std::string>{"/run/systemd/private"}));
   EXPECT_EQ(rs->steps[0].sandbox.ro, (std::vector<std::string>{"/run/systemd/system"}));
   EXPECT_FALSE(rs->steps[0].sandbox.network);
+  // The shipped pattern itself refuses option-like unit names ("-H host" would make
+  // systemctl talk to another machine), leading-dash rule aside.
+  ASSERT_TRUE(rs->params.at("service").compiled);
+  for (const char* v : {"-H", "-Hroot@10.0.0.1", "--host=x", "-h"}) {
+    EXPECT_FALSE(std::regex_match(v, *rs->params.at("service").compiled)) << v;
+    EXPECT_FALSE(validate_params(*rs, Json{{"service", v}})) << v;
+  }
+  EXPECT_TRUE(validate_params(*rs, Json{{"service", "nginx.service"}}));
   EXPECT_EQ(cat->find("nope"), nullptr);
 }
 

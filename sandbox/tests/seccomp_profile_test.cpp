@@ -85,8 +85,13 @@ TEST(SeccompProfileParse, JsonLevelErrors) {
   auto dup = parse_profile(R"({"defaultAction": "SCMP_ACT_ALLOW", "defaultAction": "SCMP_ACT_KILL"})", "t.json");
   ASSERT_FALSE(dup);
   EXPECT_EQ(dup.error().code, Errc::parse);
-  EXPECT_NE(dup.error().message.find("duplicate member name \"defaultAction\""), std::string::npos);
+  EXPECT_NE(dup.error().message.find("duplicate key defaultAction"), std::string::npos) << dup.error().message;
   EXPECT_TRUE(dup.error().message.starts_with("seccomp profile t.json: ")) << dup.error().message;
+  auto nested = parse_profile(
+      R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "action": "SCMP_ACT_KILL"}]})",
+      "t.json");
+  ASSERT_FALSE(nested);
+  EXPECT_NE(nested.error().message.find("duplicate key syscalls[0].action"), std::string::npos) << nested.error().message;
 
   auto truncated = parse_profile(R"({"defaultAction": "SCMP_ACT_AL)", "t.json");
   ASSERT_FALSE(truncated);

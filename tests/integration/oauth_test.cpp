@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <delegate/common/encoding.hpp>
+
 #include "harness.hpp"
 
 namespace delegate::testing {
@@ -41,8 +43,15 @@ class OAuth : public ::testing::Test {
   }
   Json decision(const std::string& tok, const std::string& runbook = "host-diagnostics") {
     auto id = cp_->submit(Json{{"runbook", runbook}, {"authorization", {{"type", "oauth"}, {"token", tok}}}});
-    EXPECT_NE(cp_->wait_final(id), "");
-    return cp_->records(id)[1]["data"];
+    const auto status = cp_->wait_final(id);
+    EXPECT_NE(status, "");
+    const auto records = cp_->records(id);
+    // records[1] is job.authorize; without it the agent never recorded its decision.
+    if (records.size() < 2 || !records[1].is_object() || !records[1].contains("data")) {
+      ADD_FAILURE() << "job " << id << " ended " << status << " with " << records.size() << " record(s)";
+      return Json::object();
+    }
+    return records[1]["data"];
   }
 
   TempDir tmp_;
@@ -68,19 +77,65 @@ TEST_F(OAuth, TokenFromTheIssuerIsAcceptedOnceAndReplayIsDeniedEvenAfterRestart)
   EXPECT_EQ(decision(token())["decision"], "allow");
 }
 
+// Each case is denied for exactly the reason it names, so a regression in one check
+// cannot hide behind another that happens to deny first.
 TEST_F(OAuth, ForgedAlteredAndForeignTokensAreDenied) {
   auto tok = token();
   const auto dot1 = tok.find('.'), dot2 = tok.rfind('.');
+  const std::string header = tok.substr(0, dot1), signature = tok.substr(dot2 + 1);
+  const auto payload_bytes = base64url_decode(tok.substr(dot1 + 1, dot2 - dot1 - 1));
+  ASSERT_TRUE(payload_bytes);
+  const Json claims = Json::parse(payload_bytes->begin(), payload_bytes->end());
+  auto encode = [](const Json& j) { return base64url_encode(as_bytes(j.dump())); };
+
   // Change one character inside the signature (not the last, whose low bits are padding).
   auto forged = tok;
   char& c = forged[dot2 + 10];
   c = c == 'A' ? 'B' : 'A';
   EXPECT_EQ(decision(forged)["reason"], "bad_signature");
-  // Swap in another payload ({"iss":"x"}) under the original signature.
-  EXPECT_EQ(decision(tok.substr(0, dot1 + 1) + "eyJpc3MiOiJ4In0" + tok.substr(dot2))["reason"], "wrong_issuer");
+  // A claim altered while iss and the header stay the issuer's: only the signature
+  // check can refuse it.
+  Json altered = claims;
+  altered["roles"] = Json::array({"sre-oncall", "admin"});
+  altered["sub"] = "root";
+  ASSERT_EQ(altered["iss"], claims["iss"]);
+  EXPECT_EQ(decision(header + "." + encode(altered) + "." + signature)["reason"], "bad_signature");
+  // A payload naming an issuer this agent does not trust: refused before any key is
+  // looked up, so the signature never matters.
+  Json foreign = claims;
+  foreign["iss"] = "https://idp.attacker.example/";
+  EXPECT_EQ(decision(header + "." + encode(foreign) + "." + signature)["reason"], "wrong_issuer");
   EXPECT_EQ(decision("not.a.jwt")["reason"], "token_malformed");
-  // A token whose header says none.
-  EXPECT_EQ(decision("eyJhbGciOiJub25lIn0." + tok.substr(dot1 + 1, dot2 - dot1 - 1) + ".")["reason"], "token_malformed");
+  // alg "none" with a signature present: structurally a JWS, refused for its alg.
+  const std::string none = base64url_encode(as_bytes(R"({"alg":"none","typ":"at+jwt"})"));
+  EXPECT_EQ(decision(none + "." + tok.substr(dot1 + 1, dot2 - dot1 - 1) + "." + signature)["reason"],
+            "alg_not_allowed");
+  // HMAC with the issuer's public key as the secret (the classic confusion): alg refused.
+  const std::string hs = base64url_encode(as_bytes(R"({"alg":"HS256","typ":"at+jwt","kid":"dev-1"})"));
+  EXPECT_EQ(decision(hs + "." + tok.substr(dot1 + 1, dot2 - dot1 - 1) + "." + signature)["reason"],
+            "alg_not_allowed");
+  // An unsecured JWS (empty signature segment) is not even a JWS to us: malformed.
+  EXPECT_EQ(decision(none + "." + tok.substr(dot1 + 1, dot2 - dot1 - 1) + ".")["reason"], "token_malformed");
+}
+
+// The daemon's path for hostile header bytes: a deny with a reason code in the job's
+// signed job.authorize record, whose detail quotes nothing that is not printable.
+TEST_F(OAuth, HostileHeaderBytesAreDeniedWithAReasonInTheRecord) {
+  const auto tok = token();
+  const auto rest = tok.substr(tok.find('.'));
+  std::string alg = "x";  // 41 bytes: a 32-byte cut would split a character
+  for (int i = 0; i < 20; ++i) alg += "\xc3\xa9";
+  const std::pair<std::string, std::string> cases[] = {
+      {Json{{"alg", alg}, {"typ", "at+jwt"}}.dump(), "alg_not_allowed"},
+      {"{\"alg\":\"EdDSA\",\"typ\":\"at+jwt\",\"kid\":\"dev-1\xff\"}", "token_malformed"},
+      {R"({"alg":"EdDSA","typ":"at+jwt\u001b[2J","kid":"dev-1"})", "token_malformed"},
+  };
+  for (const auto& [header, reason] : cases) {
+    const Json d = decision(base64url_encode(as_bytes(header)) + rest);
+    EXPECT_EQ(d.value("decision", ""), "deny") << d.dump();
+    EXPECT_EQ(d.value("reason", ""), reason) << d.dump();
+    for (char c : d.value("detail", std::string())) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << d.dump();
+  }
 }
 
 TEST_F(OAuth, TokenEndpointRefusesBadClientsAndScopes) {

@@ -25,6 +25,7 @@ struct OAuthIssuerConfig {
   std::uint32_t max_lifetime_s = 3600;               // exp - iat (or exp - now) must not exceed
   bool accept_jwt_typ = false;                       // also accept typ "JWT"
   bool require_authorization_details = false;        // RFC 9396 binding to runbook/params/agent
+  bool require_locations = false;  // tokens must name this agent (by name) in authorization_details locations
   std::string authorization_details_type = "delegate_runbook";
 };
 

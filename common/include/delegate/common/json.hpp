@@ -2,7 +2,7 @@
 // Strict JSON for untrusted input: nlohmann's default parser silently keeps the last
 // of duplicate members and has no depth limit; both are attack surface (parser
 // differentials, stack exhaustion). parse_json_strict rejects duplicates, caps depth and
-// size, and requires valid UTF-8.
+// size, and requires valid UTF-8. A duplicate is reported as "duplicate key a.b[2].c".
 #include <cstddef>
 #include <string_view>
 

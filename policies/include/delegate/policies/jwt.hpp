@@ -4,6 +4,7 @@
 // one DESIGN §5 reason code. Time is passed in.
 #include <chrono>
 #include <cstdint>
+#include <sys/types.h>
 #include <delegate/common/error.hpp>
 #include <delegate/common/json.hpp>
 #include <delegate/common/time.hpp>
@@ -98,7 +99,9 @@ class ReplayCache {
 
 // Append-only file "<dir>/jti-replay" of "<exp-seconds> <sha256-hex(iss NUL jti)>" lines,
 // fsync'd on every insert so a restart does not reopen the replay window; compacted
-// (expired entries dropped) when opened. Thread-safe.
+// (expired entries dropped) when opened. A write that fails half-way is cut back
+// before the next append, and a line that still starts with torn bytes keeps its
+// entry on reload, so a torn write never hides a later jti. Thread-safe.
 class FileReplayCache final : public ReplayCache {
  public:
   // `clock` must outlive the cache. `retention` keeps entries past exp to cover skew.
@@ -126,6 +129,8 @@ class FileReplayCache final : public ReplayCache {
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::int64_t> entries_;  // key hash → keep-until seconds
   std::size_t inserts_since_prune_ = 0;
+  off_t file_size_ = 0;  // bytes of whole lines in the file
+  bool torn_ = false;    // a failed write left a partial line past file_size_
 };
 
 // One trusted issuer (DESIGN §8 auth.oauth.issuers[]).
@@ -139,7 +144,14 @@ struct IssuerPolicy {
   std::chrono::seconds max_lifetime{3600};
   std::chrono::seconds skew{60};
   bool accept_jwt_typ = false;  // also accept typ "JWT" (IdPs that do not set at+jwt)
+  // A token with authorization_details is always held to them (runbook, params,
+  // locations). This flag makes a token *without* them unacceptable.
   bool require_authorization_details = false;
+  // Binds every token to one agent: its authorization_details must carry `locations`
+  // naming agent_name (a tag does not count: it names a group). Without it, a token
+  // that names no location runs once on every agent that trusts the issuer, since each
+  // agent's jti replay cache is its own.
+  bool require_locations = false;
   std::string authorization_details_type = "delegate_runbook";
   std::string agent_name;               // matched against authorization_details locations
   std::vector<std::string> agent_tags;  // ditto

@@ -26,6 +26,7 @@ struct ParamSpec {
   std::optional<std::int64_t> min, max;  // integer bounds
   std::size_t max_length = 1024;         // string length cap (bytes)
   std::vector<std::string> allowed;      // "enum": closed set of strings
+  bool allow_leading_dash = false;       // a string value may start with '-' (else refused)
   std::optional<Json> default_value;
 };
 
