@@ -205,7 +205,7 @@ void Api::grant_restart_grace() {
   }
 }
 
-asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
+asio::awaitable<Response> Api::handle(const Request& req, Peer peer) {
   const auto parts = split_path(std::string_view(req.target().data(), req.target().size()));
   const auto method = req.method();
   const auto n = parts.size();
@@ -227,7 +227,7 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
 
   if (n == 3 && parts[1] == "agents" && parts[2] == "register") {
     if (!post) co_return error_response(http::status::method_not_allowed, "use POST");
-    co_return register_agent(req);
+    co_return register_agent(req, peer);
   }
 
   // Agent endpoints.
@@ -241,12 +241,20 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
     auto agent = authenticate_agent(req);
     if (!agent) co_return internal_error(agent.error());
     if (!*agent) co_return error_response(http::status::unauthorized, "invalid agent token");
+    // The token alone is not enough: the connection must be authenticated by the agent's
+    // own key (TLS client certificate pinned to the registered key).
+    auto key = agent_key(**agent);
+    if (!key) co_return internal_error(key.error());
+    if (!peer.client_key || !constant_time_equal(*peer.client_key, *key)) {
+      co_return error_response(http::status::unauthorized,
+                               "agent calls need a TLS client certificate for the agent's registered key");
+    }
     (void)store_.touch_agent((*agent)->id, now_ms());
     if (parts[1] == "agents") {
       if (parts[2] != (*agent)->id) co_return error_response(http::status::forbidden, "token belongs to another agent");
       if (n == 4 && parts[3] == "records") co_return agent_stream_records(req, **agent);
       if (n == 4) co_return heartbeat(req, **agent);
-      co_return co_await acquire(req, **agent, client_fd);
+      co_return co_await acquire(req, **agent, peer.fd);
     }
     if (parts[3] == "records") co_return records(req, **agent, parts[2]);
     co_return complete(req, **agent, parts[2]);
@@ -281,7 +289,7 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
   co_return cancel_job(req, parts[2]);
 }
 
-Response Api::register_agent(const Request& req) {
+Response Api::register_agent(const Request& req, const Peer& peer) {
   if (!secret_equal(bearer(req), config_.enrollment_token)) {
     return error_response(http::status::unauthorized, "invalid enrollment token");
   }
@@ -306,6 +314,13 @@ Response Api::register_agent(const Request& req) {
   auto raw = base64_decode(*key);
   if (!raw || raw->size() != 32) {
     return error_response(http::status::bad_request, "public_key must be base64 of 32 raw Ed25519 bytes");
+  }
+  // Proof of possession: the TLS handshake of this very connection was signed with the
+  // private key of the certificate's key (CertificateVerify over a transcript with fresh
+  // nonces of both sides), so a copied or replayed body proves nothing.
+  if (!peer.client_key || !constant_time_equal(*peer.client_key, *raw)) {
+    return error_response(http::status::unauthorized,
+                          "registration needs a TLS client certificate for public_key (proof of possession)");
   }
   a.name = *name;
   a.hostname = *host;

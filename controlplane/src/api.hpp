@@ -21,6 +21,14 @@ namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
+// What the connection proved about its client: the public key of its TLS client
+// certificate when that key is Ed25519 (the handshake's CertificateVerify showed the
+// client holds the private key).
+struct Peer {
+  int fd = -1;  // the connection's socket
+  std::optional<Ed25519PublicKey> client_key;
+};
+
 Response json_response(http::status status, const Json& body, unsigned version = 11);
 Response error_response(http::status status, const std::string& message, unsigned version = 11);
 
@@ -29,9 +37,9 @@ class Api {
   Api(Store& store, const ServerConfig& config, const DevIssuer* dev_issuer = nullptr)
       : store_(store), config_(config), dev_issuer_(dev_issuer) {}
 
-  // client_fd: the connection's socket, used only to notice a long-polling client that
-  // went away before a job is leased to it.
-  boost::asio::awaitable<Response> handle(const Request& req, int client_fd = -1);
+  // peer.fd is used only to notice a long-polling client that went away before a job is
+  // leased to it.
+  boost::asio::awaitable<Response> handle(const Request& req, Peer peer);
   // Wakes long-polling acquirers (a job was queued or requeued).
   void notify_jobs();
   // Periodic: expire leases.
@@ -41,7 +49,7 @@ class Api {
 
  private:
   boost::asio::awaitable<Response> acquire(const Request& req, const AgentRow& agent, int client_fd);
-  Response register_agent(const Request& req);
+  Response register_agent(const Request& req, const Peer& peer);
   Response heartbeat(const Request& req, const AgentRow& agent);
   Response records(const Request& req, const AgentRow& agent, const std::string& job_id);
   Response agent_stream_records(const Request& req, const AgentRow& agent);

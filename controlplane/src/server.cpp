@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <array>
 #include <atomic>
@@ -56,6 +57,23 @@ std::optional<Response> read_error_response(const beast::error_code& ec) {
   return std::nullopt;
 }
 
+// The Ed25519 key of the client's certificate, if it presented one. The TLS stack has
+// checked its CertificateVerify signature; who the key belongs to is the API's business.
+std::optional<Ed25519PublicKey> client_key(SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (!cert) return std::nullopt;
+  EVP_PKEY* pkey = X509_get0_pubkey(cert);
+  if (!pkey || EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519) return std::nullopt;
+  Ed25519PublicKey key{};
+  std::size_t len = key.size();
+  if (EVP_PKEY_get_raw_public_key(pkey, key.data(), &len) != 1 || len != key.size()) return std::nullopt;
+  return key;
+}
+
+// Client certificates are self-signed and pinned by key, not by a CA: let every chain
+// through here (the handshake still checks the client's CertificateVerify signature).
+int accept_any_chain(X509_STORE_CTX*, void*) { return 1; }
+
 }  // namespace
 
 asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
@@ -72,6 +90,7 @@ asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
     log::debug("controlplane", "TLS handshake failed: " + hs_ec.message());
     co_return;
   }
+  const Peer peer{tcp.socket().native_handle(), client_key(stream.native_handle())};
   beast::flat_buffer buffer;
   for (;;) {
     tcp.expires_after(120s);  // idle keep-alive and slow-loris bound
@@ -103,7 +122,7 @@ asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
     tcp.expires_never();  // long polls are bounded by the handler's own deadline
     Response res;
     try {
-      res = co_await api->handle(req, tcp.socket().native_handle());
+      res = co_await api->handle(req, peer);
     } catch (const std::exception& e) {
       log::error("controlplane", std::string("handler failed: ") + e.what());
       res = error_response(http::status::internal_server_error, "internal error");
@@ -163,7 +182,14 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
       SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
     return fail(Errc::crypto, "cannot restrict TLS to version 1.3");
   }
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+  // Ask every client for a certificate (agents authenticate by their identity key);
+  // admin clients and probes may send none.
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_set_cert_verify_callback(ctx, accept_any_chain, nullptr);
+  // No resumption: each connection is authenticated by a full handshake with the key.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx, 0);
   beast::error_code ec;
   impl->ssl.use_certificate_chain_file(cfg.cert_file.string(), ec);
   if (ec) return fail(Errc::crypto, "cannot load certificate " + cfg.cert_file.string() + ": " + ec.message());

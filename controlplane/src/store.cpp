@@ -153,10 +153,12 @@ Result<AgentRow> Store::register_agent(const AgentRow& p, const std::string& tok
   if (!row) return std::unexpected(row.error());
   AgentRow out = p;
   if (*row) {
-    out.id = find.text(0);
-    out.created_ms = find.i64(6);
-    sql::Stmt up(db_, "UPDATE agents SET name=?, hostname=?, tags=?, version=?, token_hash=?, last_seen_ms=? WHERE id=?");
-    up.bind(1, p.name).bind(2, p.hostname).bind(3, p.tags.dump()).bind(4, p.version).bind(5, token_hash).bind(6, now_ms).bind(7, out.id);
+    // A known key keeps its name, hostname and tags: only an admin changes those (tags
+    // decide which jobs it gets). The version it reports is informational.
+    out = agent_from(find);
+    out.version = p.version;
+    sql::Stmt up(db_, "UPDATE agents SET version=?, token_hash=?, last_seen_ms=? WHERE id=?");
+    up.bind(1, p.version).bind(2, token_hash).bind(3, now_ms).bind(4, out.id);
     if (auto r = up.run(); !r) return std::unexpected(r.error());
   } else {
     out.id = new_id("agt_");

@@ -72,8 +72,9 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // Same public key again -> same agent id; the token hash is replaced (the old agent
-  // token stops working).
+  // Same public key again -> same agent id, name, hostname and tags (the proposed ones
+  // are ignored); the token hash is replaced (the old agent token stops working). The
+  // caller has checked that the registrant holds the key.
   [[nodiscard]] Result<AgentRow> register_agent(const AgentRow& proposed, const std::string& token_hash,
                                                 std::int64_t now_ms);
   [[nodiscard]] Result<std::optional<AgentRow>> agent_by_token_hash(const std::string& token_hash);
