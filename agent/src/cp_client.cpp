@@ -115,6 +115,10 @@ Result<HttpResult> CpClient::get(std::string_view path, std::string_view bearer,
   return perform("GET", path, nullptr, bearer, timeout);
 }
 
+Result<HttpResult> CpClient::del(std::string_view path, std::string_view bearer, std::chrono::seconds timeout) {
+  return perform("DELETE", path, nullptr, bearer, timeout);
+}
+
 Result<HttpResult> CpClient::perform(std::string_view method, std::string_view path, const std::string* body,
                                      std::string_view bearer, std::chrono::seconds timeout) {
   if (!curl_) return fail(Errc::internal, "curl_easy_init failed");
@@ -165,6 +169,8 @@ Result<HttpResult> CpClient::perform(std::string_view method, std::string_view p
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
   } else if (method == "GET") {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  } else if (method == "DELETE") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
   }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 

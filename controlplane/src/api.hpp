@@ -62,6 +62,12 @@ class Api {
   Response list_agents(const Request& req);
   Response get_agent(const Request& req, const std::string& agent_id);
   Response cancel_job(const Request& req, const std::string& job_id);
+  // api_identity.cpp
+  Response create_enrollment_token(const Request& req);
+  Response list_enrollment_tokens();
+  Response get_enrollment_token(const std::string& id);
+  Response delete_enrollment_token(const std::string& id);
+  Response revoke_agent(const std::string& agent_id);
 
   // Common prologue of the agent's per-job calls: the job exists and is leased to this
   // agent, the body is a JSON object with only `members`. Returns the error response

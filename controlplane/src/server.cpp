@@ -16,6 +16,7 @@
 #include <array>
 #include <atomic>
 
+#include <delegate/common/crypto.hpp>
 #include <delegate/common/log.hpp>
 
 #include "api.hpp"
@@ -203,6 +204,13 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   auto store = Store::open(cfg.db_file);
   if (!store) return std::unexpected(store.error());
   impl->store = std::move(*store);
+  // The token `init` wrote stays usable as the development default: an enrollment token
+  // object like any other (listable, revocable through the admin API).
+  const auto seeded_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+  if (auto r = impl->store->seed_enrollment_token("enr_default", sha256_hex(cfg.enrollment_token), seeded_ms); !r) {
+    return fail(r.error().code, "cannot seed the default enrollment token: " + r.error().message);
+  }
   if (!cfg.dev_oauth_issuer.empty()) {
     auto issuer = DevIssuer::load(cfg.dev_oauth_dir, cfg.dev_oauth_issuer);
     if (!issuer) return fail(issuer.error().code, "development OAuth issuer: " + issuer.error().message);

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 
+#include <stdexcept>
+
 #include "harness.hpp"
 #include "sim_agent.hpp"
 #include "tls_client.hpp"
@@ -106,6 +108,127 @@ TEST_F(Identity, ReRegisteringAKnownKeyKeepsItsNameHostnameAndTags) {
   EXPECT_EQ(view["name"], "web-01");
   EXPECT_EQ(view["hostname"], "web-01.example");
   EXPECT_EQ(view["tags"], Json::array({"prod"}));
+}
+
+Json create_token(ControlPlane& cp, const Json& spec) {
+  auto r = cp.admin_post("/v1/enrollment-tokens", spec);
+  EXPECT_EQ(r.status, 201) << r.body;
+  return Json::parse(r.body);
+}
+
+agent::HttpResult admin_delete(ControlPlane& cp, const std::string& path) {
+  agent::CpClient c(agent::ClientOptions{.base_url = cp.url(), .ca_file = cp.dir() / "ca.pem"});
+  auto r = c.del(path, cp.admin_token(), std::chrono::seconds(30));
+  if (!r) throw std::runtime_error("DELETE " + path + ": " + r.error().message);
+  return *r;
+}
+
+TEST_F(Identity, OneTimeTokenAdmitsOneNewAgentWithItsFixedTags) {
+  auto token = create_token(cp, Json{{"one_time", true}, {"tags", Json::array({"db"})}, {"description", "db-07"}});
+  const std::string secret = token["token"].get<std::string>();
+  ASSERT_EQ(secret.rfind("denr_", 0), 0u);
+  SimAgent first(cp, "db-07");
+  auto r = first.enroll(Json::array({"prod", "payments"}), secret);
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(agent_view(cp, first.id)["tags"], Json::array({"db"}));
+  EXPECT_EQ(agent_view(cp, first.id)["enrollment_token"], token["id"]);
+  SimAgent second(cp, "db-08");
+  r = second.enroll(Json::array(), secret);
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_NE(r.body.find("already used"), std::string::npos) << r.body;
+  // The agent it admitted may come back with it (lost its token file).
+  const auto id = first.id;
+  ASSERT_EQ(first.enroll(Json::array(), secret).status, 201);
+  EXPECT_EQ(first.id, id);
+  // The secret is shown once, never listed.
+  auto listed = cp.admin_get("/v1/enrollment-tokens/" + token["id"].get<std::string>());
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.body.find(secret), std::string::npos);
+  EXPECT_EQ(Json::parse(listed.body)["uses"], 1);
+  EXPECT_EQ(Json::parse(cp.admin_get("/v1/agents").body)["agents"].size(), 1u);
+}
+
+TEST_F(Identity, ExpiredTokenAdmitsNoNewAgent) {
+  auto token = create_token(cp, Json{{"expires_in_s", 1}});
+  const auto expires_ms = token["expires_ms"].get<std::int64_t>();
+  // Wait for the wall clock (shared with the control plane) to pass the expiry.
+  ASSERT_TRUE(eventually([&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+               .count() > expires_ms;
+  }));
+  SimAgent late(cp, "late");
+  auto r = late.enroll(Json::array(), token["token"].get<std::string>());
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_NE(r.body.find("expired"), std::string::npos) << r.body;
+  EXPECT_TRUE(Json::parse(cp.admin_get("/v1/agents").body)["agents"].empty());
+}
+
+TEST_F(Identity, DeletedTokensIncludingTheDefaultAdmitNobody) {
+  auto token = create_token(cp, Json::object());
+  const std::string id = token["id"].get<std::string>();
+  auto listed = Json::parse(cp.admin_get("/v1/enrollment-tokens").body)["enrollment_tokens"];
+  ASSERT_EQ(listed.size(), 2u) << listed.dump();
+  EXPECT_EQ(listed[0]["id"], "enr_default");
+  auto del = admin_delete(cp, "/v1/enrollment-tokens/" + id);
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_GT(Json::parse(del.body)["revoked_ms"].get<std::int64_t>(), 0);
+  SimAgent a(cp, "a");
+  EXPECT_EQ(a.enroll(Json::array(), token["token"].get<std::string>()).status, 401);
+  ASSERT_EQ(admin_delete(cp, "/v1/enrollment-tokens/enr_default").status, 200);
+  EXPECT_EQ(a.enroll().status, 401);
+  EXPECT_EQ(admin_delete(cp, "/v1/enrollment-tokens/enr_nope").status, 404);
+  EXPECT_TRUE(Json::parse(cp.admin_get("/v1/agents").body)["agents"].empty());
+  // A restart re-seeds the default's secret but does not bring a revoked default back.
+  cp.kill();
+  cp.start();
+  EXPECT_EQ(a.enroll().status, 401);
+}
+
+TEST_F(Identity, RevokedAgentIsRefusedItsRunningJobInterruptedAndItsRecordsStayVerifiable) {
+  SimAgent agent(cp, "web-01");
+  ASSERT_EQ(agent.enroll().status, 201);
+  // One job it finished, one it is running.
+  const auto done = cp.submit(Json{{"runbook", "host-diagnostics"}});
+  ASSERT_EQ(agent.acquire().status, 200);
+  auto wd = agent.writer(done);
+  ASSERT_EQ(agent.post_records(done, agent.records(wd, {{audit::Kind::job_received, Json{{"runbook", "host-diagnostics"}}},
+                                                        {audit::Kind::job_end, Json{{"status", "succeeded"}, {"records", 2}}}}))
+                .status,
+            200);
+  ASSERT_EQ(agent.complete(done, "succeeded", wd).status, 200);
+  const auto job = cp.submit(Json{{"runbook", "host-diagnostics"}});
+  ASSERT_EQ(agent.acquire().status, 200);
+  auto w = agent.writer(job);
+  ASSERT_EQ(agent.post_records(job, agent.records(w, {{audit::Kind::job_received, Json{{"runbook", "host-diagnostics"}}}})).status, 200);
+
+  auto revoked = cp.admin_post("/v1/agents/" + agent.id + "/revoke", Json::object());
+  ASSERT_EQ(revoked.status, 200) << revoked.body;
+  EXPECT_EQ(Json::parse(revoked.body)["interrupted_jobs"], Json::array({job}));
+  EXPECT_EQ(Json::parse(cp.admin_get("/v1/jobs/" + job).body)["status"], "interrupted");
+  EXPECT_EQ(Json::parse(cp.admin_get("/v1/jobs/" + done).body)["status"], "succeeded");
+  EXPECT_GT(agent_view(cp, agent.id)["revoked_ms"].get<std::int64_t>(), 0);
+
+  cp.submit(Json{{"runbook", "host-diagnostics"}});
+  EXPECT_EQ(agent.heartbeat({job}).status, 403);
+  auto acq = agent.acquire();
+  EXPECT_EQ(acq.status, 403) << acq.body;
+  EXPECT_EQ(agent.post_records(job, agent.records(w, {{audit::Kind::output, Json{{"step", "s"}, {"stream", "stdout"}, {"b64", ""}}}})).status, 403);
+  auto again = agent.enroll();
+  EXPECT_EQ(again.status, 403) << again.body;
+  EXPECT_EQ(cp.admin_post("/v1/agents/agt_nope/revoke", Json::object()).status, 404);
+
+  // What it logged is still exported and verifies under its key: the finished job in
+  // full, the interrupted one up to where it was cut off.
+  auto verify = [&](const std::string& id) {
+    write_text(tmp.path / (id + ".jsonl"), cp.admin_get("/v1/jobs/" + id + "/records").body);
+    return run({Bins::audit(), "verify", "--public-key", agent.public_key(), (tmp.path / (id + ".jsonl")).string()});
+  };
+  auto v = verify(done);
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  ASSERT_EQ(cp.records(job).size(), 1u);
+  v = verify(job);
+  EXPECT_NE(v.out.find("truncated"), std::string::npos) << v.out;
+  EXPECT_EQ(v.out.find("bad_signature"), std::string::npos) << v.out;
 }
 
 }  // namespace

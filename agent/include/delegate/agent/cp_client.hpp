@@ -51,6 +51,7 @@ class CpClient {
                                         std::chrono::seconds timeout);
   [[nodiscard]] Result<HttpResult> get(std::string_view path, std::string_view bearer,
                                        std::chrono::seconds timeout);
+  [[nodiscard]] Result<HttpResult> del(std::string_view path, std::string_view bearer, std::chrono::seconds timeout);
 
  private:
   [[nodiscard]] Result<HttpResult> perform(std::string_view method, std::string_view path, const std::string* body,
