@@ -212,7 +212,7 @@ void Api::grant_restart_grace() {
   }
 }
 
-asio::awaitable<Response> Api::handle(const Request& req, Peer peer) {
+asio::awaitable<Response> Api::handle(const Request& req, Peer& peer) {
   const auto parts = split_path(std::string_view(req.target().data(), req.target().size()));
   const auto method = req.method();
   const auto n = parts.size();
@@ -234,7 +234,9 @@ asio::awaitable<Response> Api::handle(const Request& req, Peer peer) {
 
   if (n == 3 && parts[1] == "agents" && parts[2] == "register") {
     if (!post) co_return error_response(http::status::method_not_allowed, "use POST");
-    co_return register_agent(req, peer);
+    auto res = register_agent(req, peer);
+    peer.authenticated = peer.authenticated || res.result() == http::status::created;
+    co_return res;
   }
 
   // Agent endpoints.
@@ -258,6 +260,7 @@ asio::awaitable<Response> Api::handle(const Request& req, Peer peer) {
       co_return error_response(http::status::unauthorized,
                                "agent calls need a TLS client certificate for the agent's registered key");
     }
+    peer.authenticated = true;
     (void)store_.touch_agent((*agent)->id, now_ms());
     if (parts[1] == "agents") {
       if (parts[2] != (*agent)->id) co_return error_response(http::status::forbidden, "token belongs to another agent");
@@ -277,6 +280,7 @@ asio::awaitable<Response> Api::handle(const Request& req, Peer peer) {
                           (n == 4 && parts[1] == "agents" && (parts[3] == "records" || parts[3] == "revoke"));
   if (!admin_call) co_return error_response(http::status::not_found, "no such endpoint");
   if (!is_admin(req)) co_return error_response(http::status::unauthorized, "admin token required");
+  peer.authenticated = true;
   if (tokens_call && n == 2) {
     if (post) co_return create_enrollment_token(req);
     if (get) co_return list_enrollment_tokens();

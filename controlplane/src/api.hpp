@@ -27,6 +27,9 @@ using Response = http::response<http::string_body>;
 struct Peer {
   int fd = -1;  // the connection's socket
   std::optional<Ed25519PublicKey> client_key;
+  // Set by the API once a request on this connection authenticated (agent, admin or a
+  // successful registration): it then gets the longer keep-alive deadlines.
+  bool authenticated = false;
 };
 
 Response json_response(http::status status, const Json& body, unsigned version = 11);
@@ -39,7 +42,7 @@ class Api {
 
   // peer.fd is used only to notice a long-polling client that went away before a job is
   // leased to it.
-  boost::asio::awaitable<Response> handle(const Request& req, Peer peer);
+  boost::asio::awaitable<Response> handle(const Request& req, Peer& peer);
   // Wakes long-polling acquirers (a job was queued or requeued).
   void notify_jobs();
   // Periodic: expire leases.

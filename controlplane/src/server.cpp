@@ -15,6 +15,9 @@
 
 #include <array>
 #include <atomic>
+#include <string>
+#include <tuple>
+#include <unordered_map>
 
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/log.hpp>
@@ -37,9 +40,13 @@ struct Server::Impl {
   std::unique_ptr<DevIssuer> dev_issuer;
   std::unique_ptr<Api> api;
   std::size_t connections = 0;
+  std::unordered_map<std::string, std::size_t> per_peer;  // open connections by remote address
+  std::size_t refused_since_log = 0;
+  std::chrono::steady_clock::time_point last_refusal_log{};
 
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> session(tcp::socket socket);
+  asio::awaitable<void> session(tcp::socket socket, std::string address);
+  void refused(const char* why);
   asio::awaitable<void> sweeper();
 };
 
@@ -77,28 +84,44 @@ int accept_any_chain(X509_STORE_CTX*, void*) { return 1; }
 
 }  // namespace
 
-asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
+asio::awaitable<void> Server::Impl::session(tcp::socket socket, std::string address) {
   ++connections;
+  ++per_peer[address];
   struct Guard {
-    std::size_t& n;
-    ~Guard() { --n; }
-  } guard{connections};
+    Impl& impl;
+    const std::string& address;
+    ~Guard() {
+      --impl.connections;
+      if (auto it = impl.per_peer.find(address); it != impl.per_peer.end() && --it->second == 0) impl.per_peer.erase(it);
+    }
+  } guard{*this, address};
   beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), ssl);
   beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
-  tcp.expires_after(10s);
+  // Until a request on it has authenticated, a connection gets short deadlines: it holds
+  // a slot, and whoever opens it may be anyone.
+  tcp.expires_after(config.header_timeout);
   auto [hs_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
   if (hs_ec) {
     log::debug("controlplane", "TLS handshake failed: " + hs_ec.message());
     co_return;
   }
-  const Peer peer{tcp.socket().native_handle(), client_key(stream.native_handle())};
+  Peer peer{tcp.socket().native_handle(), client_key(stream.native_handle())};
   beast::flat_buffer buffer;
   for (;;) {
-    tcp.expires_after(120s);  // idle keep-alive and slow-loris bound
+    // Idle keep-alive plus the request header; slow-loris bound.
+    if (peer.authenticated) {
+      tcp.expires_after(120s);
+    } else {
+      tcp.expires_after(config.header_timeout);
+    }
     http::request_parser<http::string_body> parser;
     parser.header_limit(16 * 1024);
     parser.body_limit(config.max_body_bytes);
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    if (!ec && !parser.is_done()) {
+      tcp.expires_after(60s);  // the body (at most max_body_bytes)
+      std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    }
     (void)n;
     if (ec) {
       if (auto res = read_error_response(ec)) {
@@ -139,6 +162,16 @@ asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
   co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
 }
 
+void Server::Impl::refused(const char* why) {
+  // One line per burst: a flood of refused connections must not flood the log too.
+  ++refused_since_log;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log < 10s) return;
+  log::warn("controlplane", std::string(why) + "; refused " + std::to_string(refused_since_log) + " connection(s)");
+  last_refusal_log = now;
+  refused_since_log = 0;
+}
+
 asio::awaitable<void> Server::Impl::accept_loop() {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
@@ -147,11 +180,19 @@ asio::awaitable<void> Server::Impl::accept_loop() {
       log::warn("controlplane", "accept failed: " + ec.message());
       continue;
     }
+    beast::error_code rec;
+    const auto remote = socket.remote_endpoint(rec);
+    if (rec) continue;  // already gone
+    std::string address = remote.address().to_string();
     if (connections >= config.max_connections) {
-      log::warn("controlplane", "connection limit reached; refusing a connection");
+      refused("connection limit reached");
       continue;  // socket closes as it goes out of scope
     }
-    asio::co_spawn(ioc, session(std::move(socket)), [](std::exception_ptr e) {
+    if (auto it = per_peer.find(address); it != per_peer.end() && it->second >= config.max_connections_per_peer) {
+      refused(("per-peer connection limit reached for " + address).c_str());
+      continue;
+    }
+    asio::co_spawn(ioc, session(std::move(socket), std::move(address)), [](std::exception_ptr e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);
