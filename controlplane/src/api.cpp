@@ -419,6 +419,10 @@ asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent
         co_return gone;
       }
     }
+    // Revoked while this poll waited: nothing more for it.
+    auto current = store_.agent(agent.id);
+    if (!current) co_return internal_error(current.error());
+    if (!*current || (*current)->revoked_ms != 0) co_return error_response(http::status::forbidden, "agent revoked");
     auto job = store_.acquire(agent, now_ms(), config_.lease.count());
     if (!job) co_return internal_error(job.error());
     if (*job) {

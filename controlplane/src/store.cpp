@@ -287,6 +287,14 @@ Result<std::optional<JobRow>> Store::job(const std::string& id) {
 Result<std::optional<JobRow>> Store::acquire(const AgentRow& agent, std::int64_t now_ms, std::int64_t lease_ms) {
   sql::Transaction tx(db_);
   if (!tx.began()) return fail(Errc::io, "cannot begin transaction");
+  {
+    // The caller's row may predate a revocation (a long poll that began before it).
+    sql::Stmt r(db_, "SELECT revoked_ms FROM agents WHERE id=?");
+    r.bind(1, agent.id);
+    auto row = r.step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row || r.i64(0) != 0) return std::optional<JobRow>();
+  }
   sql::Stmt s(db_, std::string("SELECT ") + kJobColumns +
                        " FROM jobs WHERE status = 'queued' ORDER BY created_ms, id LIMIT 256");
   std::optional<JobRow> picked;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 
+#include <future>
 #include <stdexcept>
 
 #include "harness.hpp"
@@ -229,6 +230,28 @@ TEST_F(Identity, RevokedAgentIsRefusedItsRunningJobInterruptedAndItsRecordsStayV
   v = verify(job);
   EXPECT_NE(v.out.find("truncated"), std::string::npos) << v.out;
   EXPECT_EQ(v.out.find("bad_signature"), std::string::npos) << v.out;
+}
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST_F(Identity, LongPollThatBeganBeforeRevocationGetsNoJob) {
+  SimAgent agent(cp, "web-01");
+  ASSERT_EQ(agent.enroll().status, 201);
+  const auto seen = agent_view(cp, agent.id)["last_seen_ms"].get<std::int64_t>();
+  ASSERT_TRUE(eventually([&] { return wall_ms() > seen; }));
+  auto poll = std::async(std::launch::async, [&] { return agent.acquire(30); });
+  // Authenticating the poll touches the agent, and the control plane's single I/O thread
+  // parks the poll before it serves the next request: once the change is visible, the
+  // poll is waiting.
+  ASSERT_TRUE(eventually([&] { return agent_view(cp, agent.id)["last_seen_ms"].get<std::int64_t>() > seen; }));
+  ASSERT_EQ(cp.admin_post("/v1/agents/" + agent.id + "/revoke", Json::object()).status, 200);
+  const auto job = cp.submit(Json{{"runbook", "host-diagnostics"}});
+  auto r = poll.get();
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(Json::parse(cp.admin_get("/v1/jobs/" + job).body)["status"], "queued");
 }
 
 }  // namespace

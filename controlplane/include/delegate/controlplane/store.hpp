@@ -131,7 +131,8 @@ class Store {
 
   [[nodiscard]] Result<std::string> create_job(const NewJob& job, std::int64_t now_ms);
   [[nodiscard]] Result<std::optional<JobRow>> job(const std::string& id);
-  // Leases the oldest queued job whose selector tags are all among the agent's tags.
+  // Leases the oldest queued job whose selector tags are all among the agent's tags;
+  // nothing to a revoked agent.
   [[nodiscard]] Result<std::optional<JobRow>> acquire(const AgentRow& agent, std::int64_t now_ms,
                                                       std::int64_t lease_ms);
   // Renews leases of the listed jobs held by the agent; returns jobs to cancel.
