@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -42,7 +43,7 @@ struct Server::Impl {
   std::size_t connections = 0;
   std::unordered_map<std::string, std::size_t> per_peer;  // open connections by remote address
   std::size_t refused_since_log = 0;
-  std::chrono::steady_clock::time_point last_refusal_log{};
+  std::optional<std::chrono::steady_clock::time_point> last_refusal_log;
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> session(tcp::socket socket, std::string address);
@@ -166,7 +167,7 @@ void Server::Impl::refused(const char* why) {
   // One line per burst: a flood of refused connections must not flood the log too.
   ++refused_since_log;
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_refusal_log < 10s) return;
+  if (last_refusal_log && now - *last_refusal_log < 10s) return;
   log::warn("controlplane", std::string(why) + "; refused " + std::to_string(refused_since_log) + " connection(s)");
   last_refusal_log = now;
   refused_since_log = 0;
