@@ -119,6 +119,12 @@ Result<HttpResult> CpClient::del(std::string_view path, std::string_view bearer,
   return perform("DELETE", path, nullptr, bearer, timeout);
 }
 
+Result<HttpResult> CpClient::patch(std::string_view path, const Json& body, std::string_view bearer,
+                                   std::chrono::seconds timeout) {
+  std::string text = body.dump();
+  return perform("PATCH", path, &text, bearer, timeout);
+}
+
 Result<HttpResult> CpClient::perform(std::string_view method, std::string_view path, const std::string* body,
                                      std::string_view bearer, std::chrono::seconds timeout) {
   if (!curl_) return fail(Errc::internal, "curl_easy_init failed");
@@ -167,6 +173,7 @@ Result<HttpResult> CpClient::perform(std::string_view method, std::string_view p
     headers = curl_slist_append(headers, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+    if (method == "PATCH") curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PATCH");
   } else if (method == "GET") {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
   } else if (method == "DELETE") {

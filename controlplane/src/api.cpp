@@ -304,6 +304,7 @@ asio::awaitable<Response> Api::handle(const Request& req, Peer& peer) {
     co_return list_agents(req);
   }
   if (n == 3) {
+    if (parts[1] == "agents" && method == http::verb::patch) co_return update_agent(req, parts[2]);
     if (!get) co_return error_response(http::status::method_not_allowed, "use GET");
     if (parts[1] == "jobs") co_return get_job(req, parts[2]);
     co_return get_agent(req, parts[2]);

@@ -70,6 +70,7 @@ class Api {
   Response list_enrollment_tokens();
   Response get_enrollment_token(const std::string& id);
   Response delete_enrollment_token(const std::string& id);
+  Response update_agent(const Request& req, const std::string& agent_id);
   Response revoke_agent(const std::string& agent_id);
 
   // Common prologue of the agent's per-job calls: the job exists and is leased to this

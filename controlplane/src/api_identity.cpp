@@ -1,4 +1,6 @@
 // Admin calls for agent identity: enrollment tokens and agent revocation.
+#include <tuple>
+
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/log.hpp>
@@ -91,6 +93,38 @@ Response Api::delete_enrollment_token(const std::string& id) {
   if (!*found) return error_response(http::status::not_found, "no such enrollment token");
   log::info("controlplane", "enrollment token " + id + " revoked");
   return get_enrollment_token(id);
+}
+
+Response Api::update_agent(const Request& req, const std::string& agent_id) {
+  if (!is_id(agent_id)) return error_response(http::status::not_found, "no such agent");
+  auto body = body_object(req);
+  if (!body) return error_response(http::status::bad_request, body.error().message);
+  if (auto r = only_members(*body, {"name", "hostname", "tags"}); !r) {
+    return error_response(http::status::bad_request, r.error().message);
+  }
+  Store::AgentChange change;
+  for (const auto& [key, max, field] : {std::tuple{"name", std::size_t{128}, &change.name},
+                                        std::tuple{"hostname", std::size_t{255}, &change.hostname}}) {
+    auto it = body->find(key);
+    if (it == body->end()) continue;
+    if (!it->is_string() || it->get<std::string>().empty() || !is_printable(it->get<std::string>(), max)) {
+      return error_response(http::status::bad_request, std::string("\"") + key + "\" must be a non-empty printable string");
+    }
+    *field = it->get<std::string>();
+  }
+  if (body->contains("tags")) {
+    auto tags = string_array(*body, "tags", 32, 64);
+    if (!tags) return error_response(http::status::bad_request, tags.error().message);
+    change.tags = *tags;
+  }
+  auto found = store_.update_agent(agent_id, change);
+  if (!found) return internal_error(found.error());
+  if (!*found) return error_response(http::status::not_found, "no such agent");
+  log::info("controlplane", "agent " + agent_id + " updated by an admin");
+  auto agent = store_.agent(agent_id);
+  if (!agent) return internal_error(agent.error());
+  if (!*agent) return error_response(http::status::not_found, "no such agent");
+  return json_response(http::status::ok, agent_json(**agent));
 }
 
 Response Api::revoke_agent(const std::string& agent_id) {

@@ -155,6 +155,25 @@ Result<std::optional<AgentRow>> Store::agent_by_public_key(const std::string& pu
   return std::optional<AgentRow>(detail::agent_from(s));
 }
 
+Result<bool> Store::update_agent(const std::string& agent_id, const AgentChange& change) {
+  sql::Stmt s(db_,
+              "UPDATE agents SET name=COALESCE(?, name), hostname=COALESCE(?, hostname), tags=COALESCE(?, tags) "
+              "WHERE id=?");
+  auto bind_opt = [&](int i, const std::optional<std::string>& v) {
+    if (v) {
+      s.bind(i, *v);
+    } else {
+      s.bind_null(i);
+    }
+  };
+  bind_opt(1, change.name);
+  bind_opt(2, change.hostname);
+  bind_opt(3, change.tags ? std::optional<std::string>(change.tags->dump()) : std::nullopt);
+  s.bind(4, agent_id);
+  if (auto r = s.run(); !r) return std::unexpected(r.error());
+  return sqlite3_changes(db_) > 0;
+}
+
 Result<std::optional<std::vector<std::string>>> Store::revoke_agent(const std::string& agent_id, std::int64_t now_ms) {
   sql::Transaction tx(db_);
   if (!tx.began()) return fail(Errc::io, "cannot begin transaction");

@@ -117,6 +117,19 @@ TEST_F(StoreIdentity, KnownKeyKeepsNameHostnameAndTags) {
   EXPECT_EQ(stored->version, "2");
 }
 
+TEST_F(StoreIdentity, AdminUpdateChangesOnlyTheGivenFields) {
+  ASSERT_TRUE(store_->seed_enrollment_token("enr_default", "h", 1000));
+  auto agent = enroll(proposal("a"), "h", 2000).agent;
+  Store::AgentChange change;
+  change.tags = Json::array({"db"});
+  ASSERT_TRUE(store_->update_agent(agent.id, change).value());
+  auto stored = store_->agent(agent.id).value();
+  EXPECT_EQ(stored->name, "a");
+  EXPECT_EQ(stored->hostname, "a.example");
+  EXPECT_EQ(stored->tags, Json::array({"db"}));
+  EXPECT_FALSE(store_->update_agent("agt_nope", change).value());
+}
+
 TEST_F(StoreIdentity, RevokedAgentCannotEnrollAgainAndItsRunningJobsAreInterrupted) {
   ASSERT_TRUE(store_->seed_enrollment_token("enr_default", "h", 1000));
   auto a = proposal("a");

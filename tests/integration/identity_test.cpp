@@ -232,6 +232,34 @@ TEST_F(Identity, RevokedAgentIsRefusedItsRunningJobInterruptedAndItsRecordsStayV
   EXPECT_EQ(v.out.find("bad_signature"), std::string::npos) << v.out;
 }
 
+TEST_F(Identity, OnlyAnAdminRenamesOrRetagsAnAgent) {
+  SimAgent agent(cp, "web-01");
+  ASSERT_EQ(agent.enroll(Json::array({"prod"})).status, 201);
+  agent::CpClient admin(agent::ClientOptions{.base_url = cp.url(), .ca_file = cp.dir() / "ca.pem"});
+  auto patch = [&](const std::string& id, const Json& body, const std::string& bearer) {
+    auto r = admin.patch("/v1/agents/" + id, body, bearer, std::chrono::seconds(30));
+    if (!r) throw std::runtime_error(r.error().message);
+    return *r;
+  };
+  EXPECT_EQ(patch(agent.id, Json{{"tags", Json::array({"db"})}}, agent.token).status, 401);
+  auto r = patch(agent.id, Json{{"name", "db-01"}, {"tags", Json::array({"db"})}}, cp.admin_token());
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto view = agent_view(cp, agent.id);
+  EXPECT_EQ(view["name"], "db-01");
+  EXPECT_EQ(view["hostname"], "web-01.example");
+  EXPECT_EQ(view["tags"], Json::array({"db"}));
+  EXPECT_EQ(patch(agent.id, Json{{"tags", "db"}}, cp.admin_token()).status, 400);
+  EXPECT_EQ(patch(agent.id, Json{{"public_key", "x"}}, cp.admin_token()).status, 400);
+  EXPECT_EQ(patch("agt_nope", Json{{"name", "x"}}, cp.admin_token()).status, 404);
+  // The new tags select its jobs, and registering again does not undo them.
+  ASSERT_EQ(agent.enroll(Json::array({"prod"})).status, 201);
+  EXPECT_EQ(agent_view(cp, agent.id)["tags"], Json::array({"db"}));
+  const auto job = cp.submit(Json{{"runbook", "host-diagnostics"}, {"selector", Json{{"tags", Json::array({"db"})}}}});
+  auto acquired = agent.acquire();
+  ASSERT_EQ(acquired.status, 200) << acquired.body;
+  EXPECT_EQ(Json::parse(acquired.body)["job"]["id"], job);
+}
+
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();

@@ -52,6 +52,8 @@ class CpClient {
   [[nodiscard]] Result<HttpResult> get(std::string_view path, std::string_view bearer,
                                        std::chrono::seconds timeout);
   [[nodiscard]] Result<HttpResult> del(std::string_view path, std::string_view bearer, std::chrono::seconds timeout);
+  [[nodiscard]] Result<HttpResult> patch(std::string_view path, const Json& body, std::string_view bearer,
+                                         std::chrono::seconds timeout);
 
  private:
   [[nodiscard]] Result<HttpResult> perform(std::string_view method, std::string_view path, const std::string* body,

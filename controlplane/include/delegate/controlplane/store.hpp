@@ -108,6 +108,14 @@ class Store {
   [[nodiscard]] Result<Enrolment> enroll_agent(const AgentRow& proposed, const std::string& enrollment_hash,
                                                const std::string& token_hash, std::int64_t now_ms);
   [[nodiscard]] Result<std::optional<AgentRow>> agent_by_public_key(const std::string& public_key);
+  // The admin's way to rename or retag an agent (registration never does). Unset fields
+  // stay; false when there is no such agent.
+  struct AgentChange {
+    std::optional<std::string> name;
+    std::optional<std::string> hostname;
+    std::optional<Json> tags;
+  };
+  [[nodiscard]] Result<bool> update_agent(const std::string& agent_id, const AgentChange& change);
   // Refuses the agent from now on and interrupts its running jobs; its records stay.
   // nullopt: no such agent; otherwise the jobs interrupted now.
   [[nodiscard]] Result<std::optional<std::vector<std::string>>> revoke_agent(const std::string& agent_id,
