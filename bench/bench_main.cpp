@@ -85,8 +85,10 @@ int main() {
   std::thread srv([&] { (*server)->run(); });
   const std::string url = "https://127.0.0.1:" + std::to_string((*server)->port());
   agent::ClientOptions opts{url, dir / "ca.pem"};
-  agent::CpClient admin(opts), agentc(opts);
   auto ek = Ed25519PrivateKey::generate();
+  // The agent's calls are authenticated by its identity key (TLS client certificate).
+  agent::ClientOptions agent_opts{.base_url = url, .ca_file = dir / "ca.pem", .identity = &*ek};
+  agent::CpClient admin(opts), agentc(agent_opts);
   auto reg = agentc.post("/v1/agents/register",
                          Json{{"name", "bench"}, {"hostname", "h"}, {"tags", Json::array()}, {"version", "b"},
                               {"public_key", base64_encode(ek->public_key())}},

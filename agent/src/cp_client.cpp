@@ -1,6 +1,8 @@
 #include <delegate/agent/cp_client.hpp>
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <cstring>
 
@@ -43,12 +45,63 @@ bool is_trust_failure(CURLcode rc) {
   }
 }
 
+// A self-signed certificate for the identity key. Only its public key matters: the
+// control plane pins that to the registered key and ignores names and validity, and the
+// TLS 1.3 CertificateVerify message proves possession of the private key on every
+// connection.
+Result<X509*> make_identity_certificate(EVP_PKEY* key) {
+  X509* x = X509_new();
+  if (!x) return fail(Errc::crypto, "cannot allocate the client certificate");
+  const auto serial = random_bytes(16);
+  BIGNUM* bn = BN_bin2bn(serial.data(), static_cast<int>(serial.size()), nullptr);
+  X509_NAME* name = X509_get_subject_name(x);
+  const bool ok = bn && X509_set_version(x, 2) == 1 && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
+                  X509_gmtime_adj(X509_getm_notBefore(x), -3600) && X509_gmtime_adj(X509_getm_notAfter(x), 3650L * 86400) &&
+                  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                             reinterpret_cast<const unsigned char*>("delegate-agent"), -1, -1, 0) == 1 &&
+                  X509_set_issuer_name(x, name) == 1 && X509_set_pubkey(x, key) == 1 &&
+                  X509_sign(x, key, nullptr) > 0;  // Ed25519 signs without a separate digest
+  BN_free(bn);
+  if (!ok) {
+    X509_free(x);
+    return fail(Errc::crypto, "cannot make the client certificate for the identity key");
+  }
+  return x;
+}
+
+struct CertAndKey {
+  X509* cert;
+  EVP_PKEY* key;
+};
+
+// Called by libcurl for each new TLS connection.
+CURLcode use_identity(CURL*, void* ssl_ctx, void* user) {
+  auto* id = static_cast<const CertAndKey*>(user);
+  auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
+  if (SSL_CTX_use_certificate(ctx, id->cert) != 1 || SSL_CTX_use_PrivateKey(ctx, id->key) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    return CURLE_SSL_CERTPROBLEM;
+  }
+  return CURLE_OK;
+}
+
 }  // namespace
+
+void CpClient::X509Deleter::operator()(X509* x) const noexcept { X509_free(x); }
 
 void global_http_init() { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 CpClient::CpClient(ClientOptions options, const std::atomic<bool>* abort)
-    : options_(std::move(options)), abort_(abort), curl_(curl_easy_init()) {}
+    : options_(std::move(options)), abort_(abort), curl_(curl_easy_init()) {
+  if (options_.identity) {
+    auto cert = make_identity_certificate(options_.identity->native_handle());
+    if (cert) {
+      cert_.reset(*cert);
+    } else {
+      cert_error_ = cert.error().message;
+    }
+  }
+}
 
 CpClient::~CpClient() { curl_easy_cleanup(curl_); }
 
@@ -62,9 +115,21 @@ Result<HttpResult> CpClient::get(std::string_view path, std::string_view bearer,
   return perform("GET", path, nullptr, bearer, timeout);
 }
 
+Result<HttpResult> CpClient::del(std::string_view path, std::string_view bearer, std::chrono::seconds timeout) {
+  return perform("DELETE", path, nullptr, bearer, timeout);
+}
+
+Result<HttpResult> CpClient::patch(std::string_view path, const Json& body, std::string_view bearer,
+                                   std::chrono::seconds timeout) {
+  std::string text = body.dump();
+  return perform("PATCH", path, &text, bearer, timeout);
+}
+
 Result<HttpResult> CpClient::perform(std::string_view method, std::string_view path, const std::string* body,
                                      std::string_view bearer, std::chrono::seconds timeout) {
   if (!curl_) return fail(Errc::internal, "curl_easy_init failed");
+  // Without its certificate the agent cannot authenticate: fail rather than call anyway.
+  if (options_.identity && !cert_) return fail(Errc::crypto, cert_error_);
   CURL* c = curl_;
   curl_easy_reset(c);
   HttpResult result;
@@ -89,6 +154,13 @@ Result<HttpResult> CpClient::perform(std::string_view method, std::string_view p
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, abort_);
   curl_easy_setopt(c, CURLOPT_USERAGENT, "delegate-agent/" DELEGATE_VERSION);
+  CertAndKey identity{cert_.get(), options_.identity ? options_.identity->native_handle() : nullptr};
+  if (cert_) {
+    curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, use_identity);
+    curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, &identity);
+    // No TLS session resumption: every connection proves the key afresh.
+    curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+  }
 
   struct curl_slist* headers = nullptr;
   std::string auth;
@@ -101,8 +173,11 @@ Result<HttpResult> CpClient::perform(std::string_view method, std::string_view p
     headers = curl_slist_append(headers, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+    if (method == "PATCH") curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PATCH");
   } else if (method == "GET") {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  } else if (method == "DELETE") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
   }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 

@@ -82,7 +82,7 @@ class Daemon {
         oauth_(std::move(oauth)),
         spool_(std::move(spool)),
         session_(config_, key_),
-        client_options_{config_.control_plane.url, config_.control_plane.ca_file},
+        client_options_{.base_url = config_.control_plane.url, .ca_file = config_.control_plane.ca_file, .identity = &key_},
         uploader_(session_, client_options_, *spool_),
         agent_stream_(key_, clock_, *spool_, DELEGATE_VERSION),
         api_keys_(config_.auth.api_keys_file),

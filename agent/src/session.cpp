@@ -64,7 +64,10 @@ Result<Credentials> Session::register_agent(CpClient& client) {
             {"public_key", base64_encode(key_.public_key())}};
   auto res = client.post("/v1/agents/register", body, *enrollment, std::chrono::seconds(30));
   if (!res) return std::unexpected(res.error());
-  if (res->status == 401) return fail(Errc::permission, "control plane refused the enrollment token (401)");
+  if (res->status == 401) {
+    return fail(Errc::permission, "control plane refused the registration (401): " + res->body.substr(0, 200));
+  }
+  if (res->status == 403) return fail(Errc::permission, "control plane refused this agent: it was revoked (403)");
   if (res->status != 201) {
     return fail(Errc::unavailable, "registration failed with HTTP " + std::to_string(res->status));
   }

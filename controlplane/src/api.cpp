@@ -10,15 +10,19 @@
 #include <regex>
 #include <vector>
 
+#include <delegate/audit/record.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/json.hpp>
 #include <delegate/common/log.hpp>
 
+#include "api_internal.hpp"
+
 namespace delegate::controlplane {
 namespace asio = boost::asio;
 
-namespace {
+// Also used by the other handler files (api_internal.hpp).
+namespace detail {
 
 constexpr std::size_t kMaxRecordsPerBatch = 1000;
 
@@ -117,7 +121,8 @@ Json agent_json(const AgentRow& a) {
   return Json{{"id", a.id},           {"name", a.name},
               {"hostname", a.hostname}, {"tags", a.tags},
               {"version", a.version},   {"public_key", a.public_key},
-              {"created_ms", a.created_ms}, {"last_seen_ms", a.last_seen_ms}};
+              {"created_ms", a.created_ms}, {"last_seen_ms", a.last_seen_ms},
+              {"revoked_ms", a.revoked_ms}, {"enrollment_token", a.enrollment_token}};
 }
 
 Json job_for_agent(const JobRow& j) {
@@ -161,7 +166,9 @@ Response internal_error(const Error& e) {
   return error_response(http::status::internal_server_error, "internal error");
 }
 
-}  // namespace
+}  // namespace detail
+
+using namespace detail;
 
 Response json_response(http::status status, const Json& body, unsigned version) {
   Response res{status, version};
@@ -205,7 +212,7 @@ void Api::grant_restart_grace() {
   }
 }
 
-asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
+asio::awaitable<Response> Api::handle(const Request& req, Peer& peer) {
   const auto parts = split_path(std::string_view(req.target().data(), req.target().size()));
   const auto method = req.method();
   const auto n = parts.size();
@@ -227,7 +234,9 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
 
   if (n == 3 && parts[1] == "agents" && parts[2] == "register") {
     if (!post) co_return error_response(http::status::method_not_allowed, "use POST");
-    co_return register_agent(req);
+    auto res = register_agent(req, peer);
+    peer.authenticated = peer.authenticated || res.result() == http::status::created;
+    co_return res;
   }
 
   // Agent endpoints.
@@ -241,24 +250,51 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
     auto agent = authenticate_agent(req);
     if (!agent) co_return internal_error(agent.error());
     if (!*agent) co_return error_response(http::status::unauthorized, "invalid agent token");
+    // 403, not 401: a 401 sends an agent to register again, which a revoked one may not.
+    if ((*agent)->revoked_ms != 0) co_return error_response(http::status::forbidden, "agent revoked");
+    // The token alone is not enough: the connection must be authenticated by the agent's
+    // own key (TLS client certificate pinned to the registered key).
+    auto key = agent_key(**agent);
+    if (!key) co_return internal_error(key.error());
+    if (!peer.client_key || !constant_time_equal(*peer.client_key, *key)) {
+      co_return error_response(http::status::unauthorized,
+                               "agent calls need a TLS client certificate for the agent's registered key");
+    }
+    peer.authenticated = true;
     (void)store_.touch_agent((*agent)->id, now_ms());
     if (parts[1] == "agents") {
       if (parts[2] != (*agent)->id) co_return error_response(http::status::forbidden, "token belongs to another agent");
       if (n == 4 && parts[3] == "records") co_return agent_stream_records(req, **agent);
       if (n == 4) co_return heartbeat(req, **agent);
-      co_return co_await acquire(req, **agent, client_fd);
+      co_return co_await acquire(req, **agent, peer.fd);
     }
     if (parts[3] == "records") co_return records(req, **agent, parts[2]);
     co_return complete(req, **agent, parts[2]);
   }
 
   // Admin endpoints.
-  const bool admin_call = (n == 2 && (parts[1] == "jobs" || parts[1] == "agents")) ||
+  const bool tokens_call = (n == 2 || n == 3) && parts[1] == "enrollment-tokens";
+  const bool admin_call = tokens_call || (n == 2 && (parts[1] == "jobs" || parts[1] == "agents")) ||
                           (n == 3 && (parts[1] == "jobs" || parts[1] == "agents")) ||
                           (n == 4 && parts[1] == "jobs" && (parts[3] == "records" || parts[3] == "cancel")) ||
-                          (n == 4 && parts[1] == "agents" && parts[3] == "records");
+                          (n == 4 && parts[1] == "agents" && (parts[3] == "records" || parts[3] == "revoke"));
   if (!admin_call) co_return error_response(http::status::not_found, "no such endpoint");
   if (!is_admin(req)) co_return error_response(http::status::unauthorized, "admin token required");
+  peer.authenticated = true;
+  if (tokens_call && n == 2) {
+    if (post) co_return create_enrollment_token(req);
+    if (get) co_return list_enrollment_tokens();
+    co_return error_response(http::status::method_not_allowed, "use GET or POST");
+  }
+  if (tokens_call) {
+    if (get) co_return get_enrollment_token(parts[2]);
+    if (method == http::verb::delete_) co_return delete_enrollment_token(parts[2]);
+    co_return error_response(http::status::method_not_allowed, "use GET or DELETE");
+  }
+  if (n == 4 && parts[1] == "agents" && parts[3] == "revoke") {
+    if (!post) co_return error_response(http::status::method_not_allowed, "use POST");
+    co_return revoke_agent(parts[2]);
+  }
   if (n == 2 && parts[1] == "jobs") {
     if (!post) co_return error_response(http::status::method_not_allowed, "use POST");
     co_return create_job(req);
@@ -268,6 +304,7 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
     co_return list_agents(req);
   }
   if (n == 3) {
+    if (parts[1] == "agents" && method == http::verb::patch) co_return update_agent(req, parts[2]);
     if (!get) co_return error_response(http::status::method_not_allowed, "use GET");
     if (parts[1] == "jobs") co_return get_job(req, parts[2]);
     co_return get_agent(req, parts[2]);
@@ -281,8 +318,14 @@ asio::awaitable<Response> Api::handle(const Request& req, int client_fd) {
   co_return cancel_job(req, parts[2]);
 }
 
-Response Api::register_agent(const Request& req) {
-  if (!secret_equal(bearer(req), config_.enrollment_token)) {
+Response Api::register_agent(const Request& req, const Peer& peer) {
+  // The token first: without one the body is nobody's business.
+  const auto enrollment = bearer(req);
+  if (enrollment.empty()) return error_response(http::status::unauthorized, "invalid enrollment token");
+  const std::string enrollment_hash = sha256_hex(enrollment);
+  auto known_token = store_.enrollment_token_by_hash(enrollment_hash);
+  if (!known_token) return internal_error(known_token.error());
+  if (!*known_token || (*known_token)->revoked_ms != 0) {
     return error_response(http::status::unauthorized, "invalid enrollment token");
   }
   auto body = body_object(req);
@@ -307,16 +350,34 @@ Response Api::register_agent(const Request& req) {
   if (!raw || raw->size() != 32) {
     return error_response(http::status::bad_request, "public_key must be base64 of 32 raw Ed25519 bytes");
   }
+  // Proof of possession: the TLS handshake of this very connection was signed with the
+  // private key of the certificate's key (CertificateVerify over a transcript with fresh
+  // nonces of both sides), so a copied or replayed body proves nothing.
+  if (!peer.client_key || !constant_time_equal(*peer.client_key, *raw)) {
+    return error_response(http::status::unauthorized,
+                          "registration needs a TLS client certificate for public_key (proof of possession)");
+  }
   a.name = *name;
   a.hostname = *host;
   a.version = *version;
-  a.public_key = *key;
+  a.public_key = base64_encode(*raw);  // one spelling per key, whatever alphabet was sent
   a.tags = *tags;
   std::string token = "dat_" + base64url_encode(random_bytes(32));
-  auto row = store_.register_agent(a, sha256_hex(token), now_ms());
-  if (!row) return internal_error(row.error());
-  log::info("controlplane", "agent " + row->id + " (" + row->name + ") registered");
-  return json_response(http::status::created, Json{{"agent_id", row->id}, {"agent_token", token}});
+  auto enrolled = store_.enroll_agent(a, enrollment_hash, sha256_hex(token), now_ms());
+  if (!enrolled) return internal_error(enrolled.error());
+  switch (enrolled->status) {
+    case Enrolment::Status::registered:
+      break;
+    case Enrolment::Status::token_refused:
+      return error_response(http::status::unauthorized, enrolled->reason);
+    case Enrolment::Status::agent_revoked:
+      log::warn("controlplane", "revoked agent " + enrolled->agent.id + " tried to register again");
+      return error_response(http::status::forbidden, "agent revoked");
+  }
+  const AgentRow& row = enrolled->agent;
+  log::info("controlplane", "agent " + row.id + " (" + row.name + ") " + (enrolled->created ? "enrolled" : "registered again") +
+                                " with enrollment token " + (*known_token)->id);
+  return json_response(http::status::created, Json{{"agent_id", row.id}, {"agent_token", token}});
 }
 
 Response Api::heartbeat(const Request& req, const AgentRow& agent) {
@@ -359,6 +420,10 @@ asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent
         co_return gone;
       }
     }
+    // Revoked while this poll waited: nothing more for it.
+    auto current = store_.agent(agent.id);
+    if (!current) co_return internal_error(current.error());
+    if (!*current || (*current)->revoked_ms != 0) co_return error_response(http::status::forbidden, "agent revoked");
     auto job = store_.acquire(agent, now_ms(), config_.lease.count());
     if (!job) co_return internal_error(job.error());
     if (*job) {
@@ -393,25 +458,36 @@ std::optional<Response> Api::agent_job_request(const Request& req, const AgentRo
 }
 
 Response Api::records(const Request& req, const AgentRow& agent, const std::string& job_id) {
-  JobRow job;
-  Json body;
-  if (is_id(job_id)) {
-    // Records of a job that was requeued because nothing had arrived before its lease
-    // ran out (agent or control plane down): the agent did start it. Lease it back
-    // rather than refuse its log and let it run a second time. Ingest still checks
-    // every record against this agent's key.
-    auto claimed = store_.claim_requeued(job_id, agent.id, now_ms(), config_.lease.count());
-    if (!claimed) return internal_error(claimed.error());
-    if (*claimed) log::warn("controlplane", "job " + job_id + " was requeued but agent " + agent.id + " had started it; leased back");
+  if (!is_id(job_id)) return error_response(http::status::not_found, "no such job");
+  auto found = store_.job(job_id);
+  if (!found) return internal_error(found.error());
+  // Records of a job that was requeued because nothing had arrived before its lease ran
+  // out (agent or control plane down), from the agent whose lease that was: it did start
+  // the job. Ingest checks them under that agent's key and, only if they are stored,
+  // leases the job back rather than let it run a second time. Any other agent's records
+  // for it are refused like those for a job that is not theirs.
+  const bool lease_back = *found && (*found)->status == "queued" && !(*found)->requeued_from.empty() &&
+                          (*found)->requeued_from == agent.id && (*found)->next_seq == 0;
+  if (!*found || ((*found)->agent_id != agent.id && !lease_back)) {
+    return error_response(http::status::not_found, "no such job for this agent");
   }
-  if (auto err = agent_job_request(req, agent, job_id, {"records"}, job, body)) return std::move(*err);
-  auto it = body.find("records");
-  if (it == body.end() || !it->is_array() || it->size() > kMaxRecordsPerBatch) {
+  auto body = body_object(req);
+  if (!body) return error_response(http::status::bad_request, body.error().message);
+  if (auto r = only_members(*body, {"records"}); !r) return error_response(http::status::bad_request, r.error().message);
+  auto it = body->find("records");
+  if (it == body->end() || !it->is_array() || it->size() > kMaxRecordsPerBatch) {
     return error_response(http::status::bad_request, "\"records\" must be an array of at most 1000 records");
   }
   auto key = agent_key(agent);
   if (!key) return internal_error(key.error());
-  return ingest_answer(store_.ingest(job, *key, *it), job_id);
+  if (lease_back) {
+    auto result = store_.ingest_requeued(job_id, agent.id, *key, *it, now_ms(), config_.lease.count());
+    if (result && result->status == IngestResult::Status::ok && result->acked_seq >= 0) {
+      log::warn("controlplane", "job " + job_id + " was requeued but agent " + agent.id + " had started it; leased back");
+    }
+    return ingest_answer(result, job_id);
+  }
+  return ingest_answer(store_.ingest(**found, *key, *it), job_id);
 }
 
 Response Api::agent_stream_records(const Request& req, const AgentRow& agent) {
@@ -459,7 +535,31 @@ Response Api::complete(const Request& req, const AgentRow& agent, const std::str
     return json_response(http::status::conflict, Json{{"error", "last_seq/last_hash do not match the stored records"},
                                                       {"expected_seq", job.next_seq}});
   }
-  if (auto r = store_.complete(job_id, *status, now_ms()); !r) return internal_error(r.error());
+  // The status is the one the signed log states: its last record must be job.end, and
+  // the job ends with exactly that record's status.
+  auto last = store_.last_record(job_id);
+  if (!last) return internal_error(last.error());
+  std::optional<audit::Record> end;
+  if (*last) {
+    auto rec = audit::parse_record(**last);
+    if (rec && rec->kind == audit::Kind::job_end) end = std::move(*rec);
+  }
+  if (!end) return error_response(http::status::conflict, "the job's log does not end with job.end");
+  auto it = end->data.find("status");
+  const std::string logged = (it != end->data.end() && it->is_string()) ? it->get<std::string>() : std::string();
+  if (logged != *status) {
+    return error_response(http::status::conflict, "status \"" + *status + "\" differs from the status \"" + logged +
+                                                      "\" of the job's signed job.end");
+  }
+  if (job.status != "running") {
+    // The same completion again (a retry whose answer was lost) is acknowledged without
+    // a second transition; anything else about a job that is no longer running is not.
+    if (job.status == *status) return json_response(http::status::ok, Json{{"status", *status}});
+    return error_response(http::status::conflict, "job is " + job.status + ", not running");
+  }
+  auto changed = store_.complete(job_id, agent.id, *status, now_ms());
+  if (!changed) return internal_error(changed.error());
+  if (!*changed) return error_response(http::status::conflict, "job is no longer running");
   log::info("controlplane", "job " + job_id + " completed: " + *status);
   return json_response(http::status::ok, Json{{"status", *status}});
 }

@@ -21,6 +21,17 @@ namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
+// What the connection proved about its client: the public key of its TLS client
+// certificate when that key is Ed25519 (the handshake's CertificateVerify showed the
+// client holds the private key).
+struct Peer {
+  int fd = -1;  // the connection's socket
+  std::optional<Ed25519PublicKey> client_key;
+  // Set by the API once a request on this connection authenticated (agent, admin or a
+  // successful registration): it then gets the longer keep-alive deadlines.
+  bool authenticated = false;
+};
+
 Response json_response(http::status status, const Json& body, unsigned version = 11);
 Response error_response(http::status status, const std::string& message, unsigned version = 11);
 
@@ -29,9 +40,9 @@ class Api {
   Api(Store& store, const ServerConfig& config, const DevIssuer* dev_issuer = nullptr)
       : store_(store), config_(config), dev_issuer_(dev_issuer) {}
 
-  // client_fd: the connection's socket, used only to notice a long-polling client that
-  // went away before a job is leased to it.
-  boost::asio::awaitable<Response> handle(const Request& req, int client_fd = -1);
+  // peer.fd is used only to notice a long-polling client that went away before a job is
+  // leased to it.
+  boost::asio::awaitable<Response> handle(const Request& req, Peer& peer);
   // Wakes long-polling acquirers (a job was queued or requeued).
   void notify_jobs();
   // Periodic: expire leases.
@@ -41,7 +52,7 @@ class Api {
 
  private:
   boost::asio::awaitable<Response> acquire(const Request& req, const AgentRow& agent, int client_fd);
-  Response register_agent(const Request& req);
+  Response register_agent(const Request& req, const Peer& peer);
   Response heartbeat(const Request& req, const AgentRow& agent);
   Response records(const Request& req, const AgentRow& agent, const std::string& job_id);
   Response agent_stream_records(const Request& req, const AgentRow& agent);
@@ -54,6 +65,13 @@ class Api {
   Response list_agents(const Request& req);
   Response get_agent(const Request& req, const std::string& agent_id);
   Response cancel_job(const Request& req, const std::string& job_id);
+  // api_identity.cpp
+  Response create_enrollment_token(const Request& req);
+  Response list_enrollment_tokens();
+  Response get_enrollment_token(const std::string& id);
+  Response delete_enrollment_token(const std::string& id);
+  Response update_agent(const Request& req, const std::string& agent_id);
+  Response revoke_agent(const std::string& agent_id);
 
   // Common prologue of the agent's per-job calls: the job exists and is leased to this
   // agent, the body is a JSON object with only `members`. Returns the error response

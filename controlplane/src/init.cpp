@@ -114,7 +114,8 @@ Result<ServerConfig> load_dir_config(const fs::path& dir_in) {
   if (!j->is_object()) return fail(Errc::parse, (dir / "controlplane.json").string() + ": not a JSON object");
   ServerConfig c;
   if (auto r = json_only_members(*j, "", {"listen", "db", "cert", "key", "admin_token_file", "enrollment_token_file",
-                                        "lease_s", "dev_oauth_issuer"});
+                                        "lease_s", "dev_oauth_issuer", "max_connections",
+                                        "max_connections_per_peer", "header_timeout_ms"});
       !r) {
     return fail(Errc::invalid_argument, "controlplane.json: " + r.error().message);
   }
@@ -152,6 +153,23 @@ Result<ServerConfig> load_dir_config(const fs::path& dir_in) {
     auto lease = json_int(*j, "lease_s");
     if (!lease || *lease < 1 || *lease > 3600) return fail(Errc::invalid_argument, "controlplane.json: lease_s must be 1..3600");
     c.lease = std::chrono::seconds(*lease);
+  }
+  // Connection limits (docs/architecture.md, "Control plane").
+  struct Bound {
+    const char* key;
+    std::int64_t min, max;
+  };
+  for (const Bound b : {Bound{"max_connections", 1, 100000}, Bound{"max_connections_per_peer", 1, 100000},
+                        Bound{"header_timeout_ms", 100, 600000}}) {
+    if (!j->contains(b.key)) continue;
+    auto v = json_int(*j, b.key);
+    if (!v || *v < b.min || *v > b.max) {
+      return fail(Errc::invalid_argument, std::string("controlplane.json: ") + b.key + " must be " + std::to_string(b.min) +
+                                              ".." + std::to_string(b.max));
+    }
+    if (std::string_view(b.key) == "max_connections") c.max_connections = static_cast<std::size_t>(*v);
+    if (std::string_view(b.key) == "max_connections_per_peer") c.max_connections_per_peer = static_cast<std::size_t>(*v);
+    if (std::string_view(b.key) == "header_timeout_ms") c.header_timeout = std::chrono::milliseconds(*v);
   }
   return c;
 }

@@ -11,10 +11,16 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <array>
 #include <atomic>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <unordered_map>
 
+#include <delegate/common/crypto.hpp>
 #include <delegate/common/log.hpp>
 
 #include "api.hpp"
@@ -35,9 +41,13 @@ struct Server::Impl {
   std::unique_ptr<DevIssuer> dev_issuer;
   std::unique_ptr<Api> api;
   std::size_t connections = 0;
+  std::unordered_map<std::string, std::size_t> per_peer;  // open connections by remote address
+  std::size_t refused_since_log = 0;
+  std::optional<std::chrono::steady_clock::time_point> last_refusal_log;
 
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> session(tcp::socket socket);
+  asio::awaitable<void> session(tcp::socket socket, std::string address);
+  void refused(const char* why);
   asio::awaitable<void> sweeper();
 };
 
@@ -56,29 +66,63 @@ std::optional<Response> read_error_response(const beast::error_code& ec) {
   return std::nullopt;
 }
 
+// The Ed25519 key of the client's certificate, if it presented one. The TLS stack has
+// checked its CertificateVerify signature; who the key belongs to is the API's business.
+std::optional<Ed25519PublicKey> client_key(SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (!cert) return std::nullopt;
+  EVP_PKEY* pkey = X509_get0_pubkey(cert);
+  if (!pkey || EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519) return std::nullopt;
+  Ed25519PublicKey key{};
+  std::size_t len = key.size();
+  if (EVP_PKEY_get_raw_public_key(pkey, key.data(), &len) != 1 || len != key.size()) return std::nullopt;
+  return key;
+}
+
+// Client certificates are self-signed and pinned by key, not by a CA: let every chain
+// through here (the handshake still checks the client's CertificateVerify signature).
+int accept_any_chain(X509_STORE_CTX*, void*) { return 1; }
+
 }  // namespace
 
-asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
+asio::awaitable<void> Server::Impl::session(tcp::socket socket, std::string address) {
   ++connections;
+  ++per_peer[address];
   struct Guard {
-    std::size_t& n;
-    ~Guard() { --n; }
-  } guard{connections};
+    Impl& impl;
+    const std::string& address;
+    ~Guard() {
+      --impl.connections;
+      if (auto it = impl.per_peer.find(address); it != impl.per_peer.end() && --it->second == 0) impl.per_peer.erase(it);
+    }
+  } guard{*this, address};
   beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), ssl);
   beast::tcp_stream& tcp = beast::get_lowest_layer(stream);
-  tcp.expires_after(10s);
+  // Until a request on it has authenticated, a connection gets short deadlines: it holds
+  // a slot, and whoever opens it may be anyone.
+  tcp.expires_after(config.header_timeout);
   auto [hs_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
   if (hs_ec) {
     log::debug("controlplane", "TLS handshake failed: " + hs_ec.message());
     co_return;
   }
+  Peer peer{tcp.socket().native_handle(), client_key(stream.native_handle())};
   beast::flat_buffer buffer;
   for (;;) {
-    tcp.expires_after(120s);  // idle keep-alive and slow-loris bound
+    // Idle keep-alive plus the request header; slow-loris bound.
+    if (peer.authenticated) {
+      tcp.expires_after(120s);
+    } else {
+      tcp.expires_after(config.header_timeout);
+    }
     http::request_parser<http::string_body> parser;
     parser.header_limit(16 * 1024);
     parser.body_limit(config.max_body_bytes);
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    if (!ec && !parser.is_done()) {
+      tcp.expires_after(60s);  // the body (at most max_body_bytes)
+      std::tie(ec, n) = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    }
     (void)n;
     if (ec) {
       if (auto res = read_error_response(ec)) {
@@ -103,7 +147,7 @@ asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
     tcp.expires_never();  // long polls are bounded by the handler's own deadline
     Response res;
     try {
-      res = co_await api->handle(req, tcp.socket().native_handle());
+      res = co_await api->handle(req, peer);
     } catch (const std::exception& e) {
       log::error("controlplane", std::string("handler failed: ") + e.what());
       res = error_response(http::status::internal_server_error, "internal error");
@@ -119,6 +163,16 @@ asio::awaitable<void> Server::Impl::session(tcp::socket socket) {
   co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
 }
 
+void Server::Impl::refused(const char* why) {
+  // One line per burst: a flood of refused connections must not flood the log too.
+  ++refused_since_log;
+  const auto now = std::chrono::steady_clock::now();
+  if (last_refusal_log && now - *last_refusal_log < 10s) return;
+  log::warn("controlplane", std::string(why) + "; refused " + std::to_string(refused_since_log) + " connection(s)");
+  last_refusal_log = now;
+  refused_since_log = 0;
+}
+
 asio::awaitable<void> Server::Impl::accept_loop() {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
@@ -127,11 +181,19 @@ asio::awaitable<void> Server::Impl::accept_loop() {
       log::warn("controlplane", "accept failed: " + ec.message());
       continue;
     }
+    beast::error_code rec;
+    const auto remote = socket.remote_endpoint(rec);
+    if (rec) continue;  // already gone
+    std::string address = remote.address().to_string();
     if (connections >= config.max_connections) {
-      log::warn("controlplane", "connection limit reached; refusing a connection");
+      refused("connection limit reached");
       continue;  // socket closes as it goes out of scope
     }
-    asio::co_spawn(ioc, session(std::move(socket)), [](std::exception_ptr e) {
+    if (auto it = per_peer.find(address); it != per_peer.end() && it->second >= config.max_connections_per_peer) {
+      refused(("per-peer connection limit reached for " + address).c_str());
+      continue;
+    }
+    asio::co_spawn(ioc, session(std::move(socket), std::move(address)), [](std::exception_ptr e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);
@@ -163,7 +225,14 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
       SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
     return fail(Errc::crypto, "cannot restrict TLS to version 1.3");
   }
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+  // Ask every client for a certificate (agents authenticate by their identity key);
+  // admin clients and probes may send none.
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_set_cert_verify_callback(ctx, accept_any_chain, nullptr);
+  // No resumption: each connection is authenticated by a full handshake with the key.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx, 0);
   beast::error_code ec;
   impl->ssl.use_certificate_chain_file(cfg.cert_file.string(), ec);
   if (ec) return fail(Errc::crypto, "cannot load certificate " + cfg.cert_file.string() + ": " + ec.message());
@@ -177,6 +246,13 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
   auto store = Store::open(cfg.db_file);
   if (!store) return std::unexpected(store.error());
   impl->store = std::move(*store);
+  // The token `init` wrote stays usable as the development default: an enrollment token
+  // object like any other (listable, revocable through the admin API).
+  const auto seeded_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+  if (auto r = impl->store->seed_enrollment_token("enr_default", sha256_hex(cfg.enrollment_token), seeded_ms); !r) {
+    return fail(r.error().code, "cannot seed the default enrollment token: " + r.error().message);
+  }
   if (!cfg.dev_oauth_issuer.empty()) {
     auto issuer = DevIssuer::load(cfg.dev_oauth_dir, cfg.dev_oauth_issuer);
     if (!issuer) return fail(issuer.error().code, "development OAuth issuer: " + issuer.error().message);

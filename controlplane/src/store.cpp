@@ -3,9 +3,11 @@
 #include <delegate/audit/record.hpp>
 #include <delegate/audit/verifier.hpp>
 #include <delegate/common/encoding.hpp>
+#include <delegate/common/json.hpp>
 #include <delegate/common/time.hpp>
 
 #include "sqlite.hpp"
+#include "store_internal.hpp"
 
 namespace delegate::controlplane {
 namespace {
@@ -49,6 +51,18 @@ CREATE TABLE IF NOT EXISTS records (
   body TEXT NOT NULL,
   PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS enrollment_tokens (
+  id TEXT PRIMARY KEY,
+  secret_hash TEXT NOT NULL UNIQUE,
+  description TEXT NOT NULL DEFAULT '',
+  tags TEXT,
+  one_time INTEGER NOT NULL DEFAULT 0,
+  expires_ms INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL,
+  uses INTEGER NOT NULL DEFAULT 0,
+  last_used_ms INTEGER NOT NULL DEFAULT 0,
+  revoked_ms INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS agent_streams (
   agent_id TEXT PRIMARY KEY,
   next_seq INTEGER NOT NULL DEFAULT 0,
@@ -60,18 +74,39 @@ CREATE TABLE IF NOT EXISTS agent_streams (
 // never contain ':'), so one ingest path serves both.
 std::string agent_stream_key(const std::string& agent_id) { return "_agent:" + agent_id; }
 
+// Columns added after the first release: databases created before get them at open.
+struct AddedColumn {
+  const char* table;
+  const char* column;
+  const char* definition;
+};
+constexpr AddedColumn kAddedColumns[] = {
+    {"agents", "revoked_ms", "INTEGER NOT NULL DEFAULT 0"},
+    {"agents", "enrollment_token", "TEXT NOT NULL DEFAULT ''"},
+    {"jobs", "requeued_from", "TEXT NOT NULL DEFAULT ''"},
+};
+
+Result<void> add_missing_columns(sqlite3* db) {
+  for (const auto& c : kAddedColumns) {
+    sql::Stmt q(db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?");
+    q.bind(1, c.table).bind(2, c.column);
+    auto row = q.step();
+    if (!row) return std::unexpected(row.error());
+    if (*row) continue;
+    const std::string alter = std::string("ALTER TABLE ") + c.table + " ADD COLUMN " + c.column + " " + c.definition;
+    if (auto r = sql::exec(db, alter.c_str()); !r) return r;
+  }
+  return {};
+}
+
 constexpr const char* kJobColumns =
     "id, runbook, params, incident, timeout_s, authorization, selector_tags, status, agent_id, "
-    "lease_expires_ms, created_ms, updated_ms, next_seq, last_hash, attempts, cancel_requested";
+    "lease_expires_ms, created_ms, updated_ms, next_seq, last_hash, attempts, cancel_requested, requeued_from";
 
-constexpr const char* kAgentColumns =
-    "id, name, hostname, tags, version, public_key, created_ms, last_seen_ms";
-
-Json parse_stored(const std::string& s) {
-  // Stored JSON was produced by this process; a parse failure means a corrupted file.
-  auto j = parse_json_strict(s, JsonLimits{.max_bytes = 8u << 20, .max_depth = 32});
-  return j ? std::move(*j) : Json();
-}
+using detail::agent_from;
+using detail::kAgentColumns;
+using detail::new_id;
+using detail::parse_stored;
 
 JobRow job_from(const sql::Stmt& s) {
   JobRow j;
@@ -91,24 +126,8 @@ JobRow job_from(const sql::Stmt& s) {
   j.last_hash = s.text(13);
   j.attempts = s.i64(14);
   j.cancel_requested = s.i64(15) != 0;
+  j.requeued_from = s.text(16);
   return j;
-}
-
-AgentRow agent_from(const sql::Stmt& s) {
-  AgentRow a;
-  a.id = s.text(0);
-  a.name = s.text(1);
-  a.hostname = s.text(2);
-  a.tags = parse_stored(s.text(3));
-  a.version = s.text(4);
-  a.public_key = s.text(5);
-  a.created_ms = s.i64(6);
-  a.last_seen_ms = s.i64(7);
-  return a;
-}
-
-std::string new_id(const char* prefix) {
-  return std::string(prefix) + hex_encode(random_bytes(12));
 }
 
 bool tags_subset(const Json& wanted, const Json& have) {
@@ -122,6 +141,33 @@ bool tags_subset(const Json& wanted, const Json& have) {
 }
 
 }  // namespace
+
+namespace detail {
+
+Json parse_stored(const std::string& s) {
+  // Stored JSON was produced by this process; a parse failure means a corrupted file.
+  auto j = parse_json_strict(s, JsonLimits{.max_bytes = 8u << 20, .max_depth = 32});
+  return j ? std::move(*j) : Json();
+}
+
+AgentRow agent_from(const sql::Stmt& s) {
+  AgentRow a;
+  a.id = s.text(0);
+  a.name = s.text(1);
+  a.hostname = s.text(2);
+  a.tags = parse_stored(s.text(3));
+  a.version = s.text(4);
+  a.public_key = s.text(5);
+  a.created_ms = s.i64(6);
+  a.last_seen_ms = s.i64(7);
+  a.revoked_ms = s.i64(8);
+  a.enrollment_token = s.text(9);
+  return a;
+}
+
+std::string new_id(const char* prefix) { return std::string(prefix) + hex_encode(random_bytes(12)); }
+
+}  // namespace detail
 
 Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) {
   sqlite3* db = nullptr;
@@ -139,6 +185,7 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) {
     if (auto r = sql::exec(db, pragma); !r) return std::unexpected(r.error());
   }
   if (auto r = sql::exec(db, kSchema); !r) return std::unexpected(r.error());
+  if (auto r = add_missing_columns(db); !r) return std::unexpected(r.error());
   return store;
 }
 
@@ -147,27 +194,38 @@ Store::~Store() { sqlite3_close(db_); }
 Result<AgentRow> Store::register_agent(const AgentRow& p, const std::string& token_hash, std::int64_t now_ms) {
   sql::Transaction tx(db_);
   if (!tx.began()) return fail(Errc::io, "cannot begin transaction");
+  auto out = register_in_tx(p, token_hash, now_ms);
+  if (!out) return out;
+  if (auto r = tx.commit(); !r) return std::unexpected(r.error());
+  return out;
+}
+
+Result<AgentRow> Store::register_in_tx(const AgentRow& p, const std::string& token_hash, std::int64_t now_ms) {
   sql::Stmt find(db_, std::string("SELECT ") + kAgentColumns + " FROM agents WHERE public_key = ?");
   find.bind(1, p.public_key);
   auto row = find.step();
   if (!row) return std::unexpected(row.error());
   AgentRow out = p;
   if (*row) {
-    out.id = find.text(0);
-    out.created_ms = find.i64(6);
-    sql::Stmt up(db_, "UPDATE agents SET name=?, hostname=?, tags=?, version=?, token_hash=?, last_seen_ms=? WHERE id=?");
-    up.bind(1, p.name).bind(2, p.hostname).bind(3, p.tags.dump()).bind(4, p.version).bind(5, token_hash).bind(6, now_ms).bind(7, out.id);
+    // A known key keeps its name, hostname and tags: only an admin changes those (tags
+    // decide which jobs it gets). The version it reports is informational.
+    out = agent_from(find);
+    out.version = p.version;
+    sql::Stmt up(db_, "UPDATE agents SET version=?, token_hash=?, last_seen_ms=? WHERE id=?");
+    up.bind(1, p.version).bind(2, token_hash).bind(3, now_ms).bind(4, out.id);
     if (auto r = up.run(); !r) return std::unexpected(r.error());
   } else {
     out.id = new_id("agt_");
     out.created_ms = now_ms;
-    sql::Stmt ins(db_, "INSERT INTO agents (id, name, hostname, tags, version, public_key, token_hash, created_ms, last_seen_ms) VALUES (?,?,?,?,?,?,?,?,?)");
+    out.revoked_ms = 0;
+    sql::Stmt ins(db_,
+                  "INSERT INTO agents (id, name, hostname, tags, version, public_key, token_hash, created_ms, "
+                  "last_seen_ms, enrollment_token) VALUES (?,?,?,?,?,?,?,?,?,?)");
     ins.bind(1, out.id).bind(2, p.name).bind(3, p.hostname).bind(4, p.tags.dump()).bind(5, p.version)
-        .bind(6, p.public_key).bind(7, token_hash).bind(8, now_ms).bind(9, now_ms);
+        .bind(6, p.public_key).bind(7, token_hash).bind(8, now_ms).bind(9, now_ms).bind(10, p.enrollment_token);
     if (auto r = ins.run(); !r) return std::unexpected(r.error());
   }
   out.last_seen_ms = now_ms;
-  if (auto r = tx.commit(); !r) return std::unexpected(r.error());
   return out;
 }
 
@@ -230,6 +288,14 @@ Result<std::optional<JobRow>> Store::job(const std::string& id) {
 Result<std::optional<JobRow>> Store::acquire(const AgentRow& agent, std::int64_t now_ms, std::int64_t lease_ms) {
   sql::Transaction tx(db_);
   if (!tx.began()) return fail(Errc::io, "cannot begin transaction");
+  {
+    // The caller's row may predate a revocation (a long poll that began before it).
+    sql::Stmt r(db_, "SELECT revoked_ms FROM agents WHERE id=?");
+    r.bind(1, agent.id);
+    auto row = r.step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row || r.i64(0) != 0) return std::optional<JobRow>();
+  }
   sql::Stmt s(db_, std::string("SELECT ") + kJobColumns +
                        " FROM jobs WHERE status = 'queued' ORDER BY created_ms, id LIMIT 256");
   std::optional<JobRow> picked;
@@ -303,7 +369,7 @@ Result<int> Store::expire_leases(std::int64_t now_ms) {
   sql::Transaction tx(db_);
   if (!tx.began()) return fail(Errc::io, "cannot begin transaction");
   sql::Stmt requeue(db_,
-                    "UPDATE jobs SET status='queued', agent_id='', lease_expires_ms=0, updated_ms=? "
+                    "UPDATE jobs SET status='queued', requeued_from=agent_id, agent_id='', lease_expires_ms=0, updated_ms=? "
                     "WHERE status='running' AND lease_expires_ms < ? AND next_seq = 0");
   requeue.bind(1, now_ms).bind(2, now_ms);
   if (auto r = requeue.run(); !r) return std::unexpected(r.error());
@@ -327,10 +393,22 @@ Result<IngestResult> Store::ingest_agent_stream(const std::string& agent_id, con
                        records);
 }
 
-Result<IngestResult> Store::ingest_stream(const StreamRef& ref, const Ed25519PublicKey& key, const Json& records) {
+Result<IngestResult> Store::ingest_stream(const StreamRef& ref, const Ed25519PublicKey& key, const Json& records,
+                                          const LeaseBack* lease_back) {
   IngestResult out;
   sql::Transaction tx(db_);
   if (!tx.began()) return fail(Errc::io, "cannot begin transaction");
+  if (lease_back) {
+    sql::Stmt q(db_, "SELECT 1 FROM jobs WHERE id=? AND status='queued' AND next_seq=0 AND requeued_from=?");
+    q.bind(1, ref.job).bind(2, ref.agent);
+    auto row = q.step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) {
+      out.status = IngestResult::Status::invalid;
+      out.error = "job is not waiting for this agent";
+      return out;
+    }
+  }
   // Re-read inside the transaction: the caller's copy may be stale.
   std::int64_t next = 0;
   std::string prev;
@@ -426,20 +504,25 @@ Result<IngestResult> Store::ingest_stream(const StreamRef& ref, const Ed25519Pub
     up.bind(1, next).bind(2, next > 0 ? prev : std::string()).bind(3, ref.job);
     if (auto r = up.run(); !r) return std::unexpected(r.error());
   }
+  if (lease_back && next > 0) {
+    // Records signed by the agent that held the lease, and now stored: lease it back.
+    sql::Stmt claim(db_,
+                    "UPDATE jobs SET status='running', agent_id=?, requeued_from='', lease_expires_ms=?, updated_ms=? "
+                    "WHERE id=? AND status='queued'");
+    claim.bind(1, ref.agent).bind(2, lease_back->now_ms + lease_back->lease_ms).bind(3, lease_back->now_ms).bind(4, ref.job);
+    if (auto r = claim.run(); !r) return std::unexpected(r.error());
+  }
   // Durable before the caller acknowledges anything (synchronous=FULL).
   if (auto r = tx.commit(); !r) return std::unexpected(r.error());
   out.acked_seq = next - 1;
   return out;
 }
 
-Result<bool> Store::claim_requeued(const std::string& job_id, const std::string& agent_id, std::int64_t now_ms,
-                                   std::int64_t lease_ms) {
-  sql::Stmt s(db_,
-              "UPDATE jobs SET status='running', agent_id=?, lease_expires_ms=?, updated_ms=? "
-              "WHERE id=? AND status='queued' AND next_seq=0 AND attempts>0");
-  s.bind(1, agent_id).bind(2, now_ms + lease_ms).bind(3, now_ms).bind(4, job_id);
-  if (auto r = s.run(); !r) return std::unexpected(r.error());
-  return sqlite3_changes(db_) > 0;
+Result<IngestResult> Store::ingest_requeued(const std::string& job_id, const std::string& agent_id,
+                                            const Ed25519PublicKey& key, const Json& records, std::int64_t now_ms,
+                                            std::int64_t lease_ms) {
+  const LeaseBack lease_back{now_ms, lease_ms};
+  return ingest_stream(StreamRef{job_id, agent_id, job_id, false}, key, records, &lease_back);
 }
 
 Result<void> Store::extend_running_leases(std::int64_t until_ms) {
@@ -452,10 +535,22 @@ Result<std::vector<std::string>> Store::agent_records(const std::string& agent_i
   return records(agent_stream_key(agent_id));
 }
 
-Result<void> Store::complete(const std::string& job_id, const std::string& status, std::int64_t now_ms) {
-  sql::Stmt s(db_, "UPDATE jobs SET status=?, updated_ms=?, lease_expires_ms=0 WHERE id=?");
-  s.bind(1, status).bind(2, now_ms).bind(3, job_id);
-  return s.run();
+Result<bool> Store::complete(const std::string& job_id, const std::string& agent_id, const std::string& status,
+                             std::int64_t now_ms) {
+  sql::Stmt s(db_,
+              "UPDATE jobs SET status=?, updated_ms=?, lease_expires_ms=0 WHERE id=? AND agent_id=? AND status='running'");
+  s.bind(1, status).bind(2, now_ms).bind(3, job_id).bind(4, agent_id);
+  if (auto r = s.run(); !r) return std::unexpected(r.error());
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<std::optional<std::string>> Store::last_record(const std::string& job_id) {
+  sql::Stmt s(db_, "SELECT body FROM records WHERE job_id=? ORDER BY seq DESC LIMIT 1");
+  s.bind(1, job_id);
+  auto row = s.step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<std::string>();
+  return std::optional<std::string>(s.text(0));
 }
 
 Result<std::vector<std::string>> Store::records(const std::string& job_id) {

@@ -254,23 +254,56 @@ TEST_F(StoreTest, AgentStreamIsStoredPerAgentWithTheSameChecksAsJobs) {
   EXPECT_EQ(store_->ingest(job, key->public_key(), batch({*cp}))->status, IngestResult::Status::invalid);
 }
 
-TEST_F(StoreTest, RequeuedJobIsLeasedBackToTheAgentThatStartedIt) {
+TEST_F(StoreTest, RequeuedJobIsLeasedBackOnlyToTheAgentThatStartedItByItsStoredRecords) {
   auto key = Ed25519PrivateKey::generate();
   auto agent = register_agent(*key);
+  auto other_key = Ed25519PrivateKey::generate();
+  auto other = register_agent(*other_key);
   auto job = leased_job(agent);
   ASSERT_EQ(*store_->expire_leases(60000), 1);
-  ASSERT_EQ(store_->job(job.id).value()->status, "queued");
-  auto claimed = store_->claim_requeued(job.id, agent.id, 70000, 30000);
-  ASSERT_TRUE(claimed);
-  EXPECT_TRUE(*claimed);
+  auto requeued = store_->job(job.id).value();
+  ASSERT_EQ(requeued->status, "queued");
+  EXPECT_EQ(requeued->requeued_from, agent.id);
+
+  // Another agent's signed records do not make the job its own.
+  audit::ChainWriter wo(*other_key, clock_, other.id, job.id);
+  auto forged = wo.append(audit::Kind::job_received, Json{{"runbook", "x"}});
+  auto r = store_->ingest_requeued(job.id, other.id, other_key->public_key(), batch({*forged}), 70000, 30000);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, IngestResult::Status::invalid);
+  // Records claiming to be the starting agent's but signed with another key: refused,
+  // and nothing changes.
+  audit::ChainWriter wbad(*other_key, clock_, agent.id, job.id);
+  auto bad = wbad.append(audit::Kind::job_received, Json{{"runbook", "x"}});
+  r = store_->ingest_requeued(job.id, agent.id, key->public_key(), batch({*bad}), 70000, 30000);
+  EXPECT_EQ(r->status, IngestResult::Status::invalid);
+  auto unchanged = store_->job(job.id).value();
+  EXPECT_EQ(unchanged->status, "queued");
+  EXPECT_EQ(unchanged->agent_id, "");
+  EXPECT_EQ(unchanged->next_seq, 0);
+
+  audit::ChainWriter w(*key, clock_, agent.id, job.id);
+  auto rec = w.append(audit::Kind::job_received, Json{{"runbook", "x"}});
+  r = store_->ingest_requeued(job.id, agent.id, key->public_key(), batch({*rec}), 70000, 30000);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, IngestResult::Status::ok);
   auto now = store_->job(job.id).value();
   EXPECT_EQ(now->status, "running");
   EXPECT_EQ(now->agent_id, agent.id);
-  EXPECT_FALSE(*store_->claim_requeued(job.id, agent.id, 70000, 30000));  // only from queued
-  NewJob fresh;
-  fresh.runbook = "never-leased";
-  auto id = store_->create_job(fresh, 1);
-  EXPECT_FALSE(*store_->claim_requeued(*id, agent.id, 70000, 30000));  // never started anywhere
+  EXPECT_EQ(now->lease_expires_ms, 100000);
+  EXPECT_EQ(now->next_seq, 1);
+}
+
+TEST_F(StoreTest, CompleteOnlyMovesARunningJobOfItsAgent) {
+  auto key = Ed25519PrivateKey::generate();
+  auto agent = register_agent(*key);
+  auto other_key = Ed25519PrivateKey::generate();
+  auto other = register_agent(*other_key);
+  auto job = leased_job(agent);
+  EXPECT_FALSE(*store_->complete(job.id, other.id, "succeeded", 2000));
+  EXPECT_TRUE(*store_->complete(job.id, agent.id, "failed", 2000));
+  EXPECT_FALSE(*store_->complete(job.id, agent.id, "succeeded", 3000));
+  EXPECT_EQ(store_->job(job.id).value()->status, "failed");
 }
 
 TEST_F(StoreTest, RestartGraceExtendsRunningLeases) {

@@ -52,6 +52,9 @@ class Ed25519PrivateKey {
   [[nodiscard]] Result<void> save(const std::filesystem::path& file) const;
   [[nodiscard]] Ed25519PublicKey public_key() const;
   [[nodiscard]] Ed25519Signature sign(std::span<const std::uint8_t> message) const;
+  // For OpenSSL APIs that take the key itself (the agent's TLS client certificate); the
+  // key stays owned by this object.
+  [[nodiscard]] EVP_PKEY* native_handle() const { return key_.get(); }
 
  private:
   explicit Ed25519PrivateKey(PkeyPtr key) : key_(std::move(key)) {}

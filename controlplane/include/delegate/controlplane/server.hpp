@@ -24,6 +24,11 @@ struct ServerConfig {
   std::size_t max_body_bytes = 4u << 20;
   std::uint32_t max_wait_s = 60;  // cap for long-poll wait_s
   std::size_t max_connections = 512;
+  // Connections from one IP address at a time: one peer cannot hold every slot.
+  std::size_t max_connections_per_peer = 32;
+  // A connection that has not authenticated a request yet must complete the TLS
+  // handshake, and then each request header, within this time (also its idle bound).
+  std::chrono::milliseconds header_timeout{std::chrono::seconds(10)};
   // Development OAuth issuer (JWKS + client-credentials token endpoint); off when empty.
   std::string dev_oauth_issuer;
   std::filesystem::path dev_oauth_dir;
