@@ -1,4 +1,4 @@
-// Subcommands of delegate-agent (DESIGN §7). Exit statuses: 0 success; 2 usage,
+// Subcommands of delegate-agent (README, "Command lines and exit codes"). Exit statuses: 0 success; 2 usage,
 // unreadable or malformed input; 3 check-job deny; 1 other failures.
 #include "cli.hpp"
 

@@ -56,7 +56,7 @@ TEST(Record, GenesisPrev) {
   EXPECT_EQ(genesis_prev("agt_1", "job_1"), sha256_hex("delegate/v1/genesis\nagt_1\njob_1"));
   EXPECT_NE(genesis_prev("agt_1", "job_1"), genesis_prev("agt_1", "job_2"));
   // The separator keeps ("a\nb", "c") and ("a", "b\nc") apart only if ids have no
-  // newline; what matters here is that the formula is exactly DESIGN §6.
+  // newline; what matters here is that the formula is exactly the documented one (docs/audit.md).
   EXPECT_EQ(genesis_prev("", "").size(), 64u);
 }
 

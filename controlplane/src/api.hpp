@@ -1,5 +1,5 @@
 #pragma once
-// HTTP API handlers (DESIGN §4). Internal to the control plane.
+// HTTP API handlers (docs/protocol.md). Internal to the control plane.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>

@@ -90,6 +90,8 @@ Result<void> init_dir(const InitOptions& o) {
       "sandbox:\n"
       "  step_user: nobody        # steps run as this account when the agent is root\n"
       "  allow_root_steps: false  # steps asking for root (restart-service) fail closed\n"
+      "  allow_sockets: []        # host Unix sockets runbooks may ask for; restart-service\n"
+      "                           # needs [/run/systemd/private] (and allow_root_steps: true)\n"
       "auth:\n"
       "  clock_skew_s: 60\n"
       "  oauth:\n"

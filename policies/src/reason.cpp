@@ -6,7 +6,7 @@ namespace delegate::policies {
 
 std::string_view to_string(Reason r) {
   // Exhaustive switch: adding a Reason without a wire string must fail to compile
-  // (-Wswitch under -Werror), because these strings are a Contract (DESIGN §5).
+  // (-Wswitch under -Werror), because these strings are an interface (docs/authorization.md).
   switch (r) {
     case Reason::no_authorization: return "no_authorization";
     case Reason::token_malformed: return "token_malformed";

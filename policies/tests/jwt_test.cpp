@@ -1,5 +1,5 @@
 // JWS/JWT verification against a fixed key set: every negative case asserts the exact
-// DESIGN §5 reason code.
+// documented reason code (docs/authorization.md).
 #include <gtest/gtest.h>
 
 #include <delegate/common/crypto.hpp>

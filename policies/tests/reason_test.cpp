@@ -5,7 +5,7 @@
 namespace delegate::policies {
 namespace {
 
-// The wire strings are a Contract (DESIGN §5): spelled out here, not derived.
+// The wire strings are an interface (docs/authorization.md): spelled out here, not derived.
 TEST(Reason, ContractStringsRoundTrip) {
   const std::vector<std::pair<Reason, const char*>> all = {
       {Reason::no_authorization, "no_authorization"}, {Reason::token_malformed, "token_malformed"},

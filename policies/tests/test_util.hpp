@@ -43,7 +43,7 @@ inline TimePoint at(const char* rfc3339) {
 }
 
 inline std::filesystem::path shipped_runbooks_dir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "runbooks";
+  return DELEGATE_RUNBOOKS_DIR;
 }
 
 }  // namespace delegate::policies::testing

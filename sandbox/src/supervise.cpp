@@ -20,7 +20,7 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr std::size_t kChunk = 16 * 1024;  // DESIGN §6: output records carry ≤ 16 KiB
+constexpr std::size_t kChunk = 16 * 1024;  // output records carry ≤ 16 KiB (docs/audit.md)
 // How long pipes are still read after the main child exited and its group was killed.
 // Only a process that left the group (setsid) can keep them open longer; it must not
 // hang the agent.

@@ -124,6 +124,28 @@ TEST_F(Requeued, AnotherAgentsSignedRecordsDoNotTakeItOver) {
   EXPECT_EQ(view["agent_id"], starter.id);
 }
 
+// End to end through the lease sweep: the starter's late records take its job back,
+// nobody else is handed it from then on, and the starter's signed job.end decides.
+TEST_F(Requeued, LateRecordsOfItsStarterFinishItAndNoOneElseRunsIt) {
+  SimAgent starter(cp, "starter");
+  SimAgent other(cp, "other");
+  ASSERT_EQ(starter.enroll().status, 201);
+  ASSERT_EQ(other.enroll().status, 201);
+  const auto job = requeued_job(starter);
+  auto w = starter.writer(job);
+  ASSERT_EQ(starter.post_records(job, starter.records(w, {{Kind::job_received, kReceived}})).status, 200);
+  EXPECT_EQ(status(job), "running");
+  // Leased back, not queued: another agent polling now gets nothing.
+  EXPECT_EQ(other.acquire().status, 204);
+  ASSERT_EQ(starter.post_records(job, starter.records(w, {{Kind::job_end, Json{{"status", "succeeded"}, {"records", 2}}}}))
+                .status,
+            200);
+  ASSERT_EQ(starter.complete(job, "succeeded", w).status, 200);
+  EXPECT_EQ(status(job), "succeeded");
+  EXPECT_EQ(job_view(job)["records"], 2);
+  EXPECT_EQ(other.acquire().status, 204);
+}
+
 TEST_F(Requeued, ARefusedBatchChangesNothing) {
   SimAgent starter(cp, "starter");
   SimAgent other(cp, "other");

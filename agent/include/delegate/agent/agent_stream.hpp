@@ -1,5 +1,5 @@
 #pragma once
-// The agent stream (DESIGN §6): one signed, hash-chained stream per agent identity with
+// The agent stream (docs/audit.md): one signed, hash-chained stream per agent identity with
 // job id "_agent", continued across restarts (its tail is recovered from the spool).
 // It carries agent.start / agent.stop with a boot id and `checkpoint` records listing the
 // jobs that finished since the previous checkpoint, so that deleting or truncating a

@@ -1,5 +1,5 @@
 #pragma once
-// agent.yaml (DESIGN §8, Contract keys). Every key is known; an unknown key, a wrong
+// agent.yaml (keys documented in the README; they are an interface, never renamed). Every key is known; an unknown key, a wrong
 // type or an invalid value is an error naming the key. DELEGATE_<SECTION>_<KEY>
 // environment variables override single values (containers).
 #include <cstdint>
@@ -20,7 +20,7 @@ struct OAuthIssuerConfig {
   std::vector<std::string> algorithms;
   std::string scope_claim = "scope";
   std::string roles_claim = "roles";
-  // Additions beyond DESIGN §8 (all optional):
+  // Optional additions:
   std::filesystem::path ca_file;                     // trust for jwks_uri; default system store
   std::uint32_t max_lifetime_s = 3600;               // exp - iat (or exp - now) must not exceed
   bool accept_jwt_typ = false;                       // also accept typ "JWT"

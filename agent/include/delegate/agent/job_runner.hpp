@@ -30,7 +30,7 @@ struct JobControl {
 
 struct JobResult {
   std::string job_id;
-  std::string status;  // a final status of DESIGN §6
+  std::string status;  // a final status (docs/authorization.md)
   std::uint64_t last_seq = 0;
   std::string last_hash;
 };

@@ -61,7 +61,7 @@ struct Checkpoint {
 [[nodiscard]] Result<AgentStop> parse_agent_stop_data(const Json& data);
 [[nodiscard]] Result<Checkpoint> parse_checkpoint_data(const Json& data);
 
-// True for the final statuses of DESIGN §6: succeeded, failed, denied, timed_out,
+// True for the final statuses (docs/audit.md): succeeded, failed, denied, timed_out,
 // cancelled, interrupted.
 [[nodiscard]] bool is_final_status(std::string_view status);
 

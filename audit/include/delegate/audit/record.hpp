@@ -1,5 +1,5 @@
 #pragma once
-// The audit record of DESIGN §6 (Contract). One JSON object per record:
+// The audit record (docs/audit.md; an interface for auditors). One JSON object per record:
 // {"v":1,"agent","job","seq","ts","kind","data","prev","hash","sig"}.
 #include <cstdint>
 #include <optional>

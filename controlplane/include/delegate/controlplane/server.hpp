@@ -1,7 +1,7 @@
 #pragma once
 // The reference control plane: HTTPS (TLS 1.3 only) over Boost.Beast, one I/O thread
 // running C++20 coroutines, state in SQLite. Serves the agent and admin APIs of
-// DESIGN §4.
+// docs/protocol.md.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>

@@ -1,5 +1,5 @@
 #pragma once
-// A job as the agent receives it from the control plane (DESIGN §4). The control plane
+// A job as the agent receives it from the control plane (docs/protocol.md). The control plane
 // is not trusted: parsing is strict and the result is only a claim until authorised.
 #include <cstdint>
 #include <string>

@@ -1,7 +1,7 @@
 #pragma once
 // JWS-signed JWT access tokens (RFC 7515/7519, RFC 9068 profile). Parsing is strict and
 // complete before any cryptography; every failure is one JwtStatus that maps to exactly
-// one DESIGN §5 reason code. Time is passed in.
+// one reason code of docs/authorization.md. Time is passed in.
 #include <chrono>
 #include <cstdint>
 #include <sys/types.h>
@@ -133,7 +133,7 @@ class FileReplayCache final : public ReplayCache {
   bool torn_ = false;    // a failed write left a partial line past file_size_
 };
 
-// One trusted issuer (DESIGN §8 auth.oauth.issuers[]).
+// One trusted issuer (agent.yaml auth.oauth[]).
 struct IssuerPolicy {
   std::string issuer;    // exact `iss`
   std::string audience;  // must appear in `aud`
