@@ -4,6 +4,7 @@
 // a shell string.
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include <delegate/common/error.hpp>
@@ -36,8 +37,11 @@ struct PreparedStep {
 // policy or the host cannot give: root without allow_root, a host socket that is not
 // in allowed_sockets, or isolation the host lacks when the step does not allow
 // degraded isolation.
+// `secrets`: the values of the secrets the step references (step.secrets), already
+// resolved; they become env values only, and a reference without a value is an error.
 [[nodiscard]] Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
-                                                const Json& params, const StepContext& ctx);
+                                                const Json& params, const StepContext& ctx,
+                                                const std::map<std::string, std::string>& secrets = {});
 
 // The canonical text of a step kind, for records.
 [[nodiscard]] std::string_view to_string(policies::StepKind kind);
