@@ -207,7 +207,8 @@ std::string MaskingStream::process(bool final) {
   }
   std::string out;
   std::size_t pos = 0;
-  std::size_t carry = 0;
+  // What is held back of a secret already masked stays masked: it cannot be found again.
+  std::size_t carry = carry_ > hold ? carry_ - hold : 0;
   bool last_masked = ended_masked_;
   for (const auto& m : merged) {
     if (m.begin >= hold) break;
@@ -219,7 +220,7 @@ std::string MaskingStream::process(bool final) {
     if (!last_masked) out += kMask;
     last_masked = true;
     pos = std::min(m.end, hold);
-    if (m.end > hold) carry = m.end - hold;
+    if (m.end > hold) carry = std::max(carry, m.end - hold);
   }
   if (hold > pos) {
     out.append(buf, pos, hold - pos);
