@@ -71,6 +71,7 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
   const auto creds = tmp.path / "credentials";
   fs::create_directories(creds);
   write_text(creds / "CRED", kSystemd + "\n", 0600);
+  write_text(creds / "SHORT", "pw12345", 0600);
   write_text(cp.dir() / "runbooks" / "leaky.yaml",
              "name: leaky\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
              "  - name: print\n    uses: script\n    with:\n      interpreter: [/usr/bin/python3]\n      script: |\n" +
@@ -81,6 +82,10 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
              "name: missing\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
              "  - name: needs-it\n    uses: command\n    with: {argv: [/bin/true]}\n"
              "    env: {TOKEN: \"${secrets.NOT_THERE}\"}\n");
+  write_text(cp.dir() / "runbooks" / "short.yaml",
+             "name: short\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
+             "  - name: weak\n    uses: command\n    with: {argv: [/bin/true]}\n"
+             "    env: {PW: \"${secrets.SHORT}\"}\n");
   auto set = run({Bins::agent(), "secret", "set", "API_TOKEN", "--config", cfg}, kLocal + "\n");
   ASSERT_EQ(set.exit_code, 0) << set.err;
   auto list = run({Bins::agent(), "secret", "list", "--config", cfg});
@@ -101,6 +106,8 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
   ASSERT_EQ(cp.wait_final(id), "succeeded") << agent.log_text();
   const auto missing = cp.submit(job("missing"));
   ASSERT_EQ(cp.wait_final(missing), "failed") << agent.log_text();
+  const auto weak = cp.submit(job("short"));
+  ASSERT_EQ(cp.wait_final(weak), "failed") << agent.log_text();
 
   connectors::Masker masker;
   ASSERT_TRUE(masker.add(kLocal));
@@ -154,6 +161,17 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
   }
   EXPECT_EQ(end["status"], "setup_failed");
   EXPECT_NE(end["error"].get<std::string>().find("NOT_THERE"), std::string::npos) << end.dump();
+
+  // Too short to mask: refused at resolution rather than run unmasked or over-masked.
+  const std::string weak_export = cp.admin_get("/v1/jobs/" + weak + "/records").body;
+  EXPECT_EQ(weak_export.find("pw12345"), std::string::npos);
+  for (const auto& r : cp.records(weak)) {
+    if (r["kind"] == "step.end") end = r["data"];
+  }
+  EXPECT_EQ(end["status"], "setup_failed");
+  EXPECT_NE(end["error"].get<std::string>().find("SHORT"), std::string::npos) << end.dump();
+  EXPECT_NE(end["error"].get<std::string>().find("shorter than 8"), std::string::npos) << end.dump();
+  EXPECT_EQ(agent.log_text().find("pw12345"), std::string::npos);
 }
 
 }  // namespace
