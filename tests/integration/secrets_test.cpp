@@ -4,6 +4,8 @@
 // any of those forms; a secret that cannot be resolved fails the step closed.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include <delegate/common/encoding.hpp>
@@ -68,14 +70,27 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
   ControlPlane cp(tmp.path / "cp");
   const auto cfg = (cp.dir() / "agent.yaml").string();
   write_text(cfg, read_text(cfg) + "secrets: {providers: [local, systemd]}\n", 0600);
-  const auto creds = tmp.path / "credentials";
+  // Outside /tmp (steps have their own): a directory the step's read-only host view would
+  // show, unless the agent hides it as it must.
+  const fs::path creds = "/var/tmp/delegate-secrets-it-" + std::to_string(::getpid());
+  fs::remove_all(creds);
   fs::create_directories(creds);
-  write_text(creds / "CRED", kSystemd + "\n", 0600);
+  fs::permissions(creds, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{creds};
+  write_text(creds / "CRED", kSystemd + "\n", 0644);
+  write_text(creds / "PROBE", "visible", 0644);
   write_text(creds / "SHORT", "pw12345", 0600);
   write_text(cp.dir() / "runbooks" / "leaky.yaml",
              "name: leaky\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
              "  - name: print\n    uses: script\n    with:\n      interpreter: [/usr/bin/python3]\n      script: |\n" +
-                 indent(kPrinter, "        ") +
+                 indent(kPrinter, "        ") + "        print(\"creds-\" + (\"visible\" if os.path.exists(\"" +
+                 (creds / "PROBE").string() + "\") else \"hidden\"))\n" +
                  "    env: {TOKEN: \"${secrets.API_TOKEN}\", CRED: \"${secrets.CRED}\"}\n"
                  "    sandbox: {timeout_s: 30, memory_mb: 256}\n");
   write_text(cp.dir() / "runbooks" / "missing.yaml",
@@ -133,7 +148,7 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
   EXPECT_EQ(forms, 26u) << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), ':'), 28) << out;  // 26 forms, 2 split lines, nothing else
   EXPECT_NE(out.find("split:***\nform:"), std::string::npos) << out;
-  EXPECT_TRUE(out.ends_with("split:***\ndone\n")) << out;
+  EXPECT_TRUE(out.ends_with("split:***\ndone\ncreds-hidden\n")) << out;
   EXPECT_EQ(err, "split:***\nsplit:***\n");
 
   // step.start names what the step received, by keyed fingerprint, never by value.
