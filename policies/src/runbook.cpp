@@ -393,7 +393,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
     // forbids; scripts read parameters from env (or argv) instead.
     if (has_ref(st.script)) {
       yfail(ykey(wpath, "script"),
-            "parameters and step outputs cannot be substituted into script text; pass them via env instead");
+            "parameters cannot be substituted into script text, nor step outputs; pass them via env instead");
     }
     if (with["interpreter"]) {
       st.argv = detail::ystring_list(with["interpreter"], ykey(wpath, "interpreter"), kMaxArgv);
