@@ -64,6 +64,9 @@ TEST(OutputCapture, WrongTypesAndPatternsFail) {
             std::string::npos);
   EXPECT_NE(err(extract(runbook("{n: {line: 'n=', type: integer}}"), {"n=99999999999999999999\n"})).find("not a decimal"),
             std::string::npos);
+  EXPECT_NE(err(extract(runbook("{n: {line: 'n=', type: integer}}"), {"n=9007199254740993\n"})).find("beyond +-(2^53-1)"),
+            std::string::npos);
+  EXPECT_TRUE(extract(runbook("{n: {line: 'n=', type: integer}}"), {"n=9007199254740991\n"}));
   EXPECT_NE(err(extract(runbook("{b: {line: 'b=', type: boolean}}"), {"b=yes\n"})).find("not true or false"),
             std::string::npos);
   EXPECT_NE(err(extract(runbook("{n: {json: /n, type: integer}}"), {"{\"n\":\"5\"}\n"})).find("must be an integer"),

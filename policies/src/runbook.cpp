@@ -672,6 +672,11 @@ Result<Json> check_output(const std::string& step, const std::string& name, cons
   }
   auto v = check_value(what, spec.value, value);
   if (!v) return v;
+  // A signed record (RFC 8785 numbers are IEEE doubles) carries integers up to 2^53 exactly.
+  constexpr std::int64_t kMaxExact = (std::int64_t{1} << 53) - 1;
+  if (v->is_number_integer() && (v->get<std::int64_t>() > kMaxExact || v->get<std::int64_t>() < -kMaxExact)) {
+    return fail(Errc::invalid_argument, what + " is beyond +-(2^53-1), which a record cannot carry exactly");
+  }
   // Rendered into argv, -5 is an option as much as -n is.
   if (v->is_number_integer() && v->get<std::int64_t>() < 0 && !spec.value.allow_leading_dash) {
     return fail(Errc::invalid_argument, what + " is negative, which starts with '-' (allow_leading_dash is not set)");
