@@ -5,6 +5,7 @@
 #include <delegate/audit/chain.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/log.hpp>
+#include <delegate/connectors/outputs.hpp>
 #include <delegate/connectors/step.hpp>
 #include <delegate/sandbox/seccomp.hpp>
 
@@ -130,6 +131,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
     const auto deadline = job.timeout_s > 0 ? started + std::chrono::seconds(job.timeout_s)
                                             : std::chrono::steady_clock::time_point::max();
     const auto& steps = decision.runbook->steps;
+    Json outputs = Json::object();  // {STEP: {NAME: value}} of the steps that succeeded
     for (std::size_t i = 0; i < steps.size() && status == "succeeded"; ++i) {
       const auto& step = steps[i];
       if (control.cancel.cancelled()) {
@@ -145,7 +147,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         }
         ctx.remaining = left;
       }
-      auto prepared = connectors::prepare_step(step, i, decision.params, ctx);
+      auto prepared = connectors::prepare_step(step, i, decision.params, ctx, outputs);
       auto filter = prepared ? deps.filters.get(prepared->spec.profile, prepared->spec.network,
                                                        !prepared->spec.isolation.sockets.empty())
                              : Result<std::shared_ptr<const sandbox::SeccompProgram>>(std::unexpected(prepared.error()));
@@ -160,8 +162,10 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         status = "failed";
         break;
       }
+      connectors::OutputCapture capture(step);
       // Output that cannot be recorded stops the step: it must not go on unaudited.
       auto sink = [&](sandbox::Stream stream, std::string_view chunk) {
+        if (stream == sandbox::Stream::stdout_stream) capture.feed(chunk);
         for (std::size_t off = 0; off < chunk.size() && rec.ok(); off += audit::kMaxOutputChunk) {
           auto part = chunk.substr(off, audit::kMaxOutputChunk);
           if (!rec.add(audit::Kind::output,
@@ -191,6 +195,14 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
                {"max_rss_kb", o.max_rss_kb},
                {"cpu_ms", o.cpu_ms}};
       if (!o.error.empty()) end["error"] = o.error;
+      // Outputs only of a step that succeeded; one that is missing or invalid fails it.
+      bool outputs_failed = false;
+      if (o.status == sandbox::Status::exited && o.exit_code == 0 && !step.outputs.empty()) {
+        auto got = capture.finish(o.bytes_dropped > 0);
+        outputs_failed = !got;
+        if (got) outputs[step.name] = end["outputs"] = std::move(*got);
+        else end["error"] = got.error().message;
+      }
       rec.add(audit::Kind::step_end, std::move(end));
       if (!rec.ok()) {
         status = "failed";
@@ -212,6 +224,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
           status = control.interrupted ? "interrupted" : "cancelled";
           break;
       }
+      if (outputs_failed) status = "failed";
     }
   }
   const std::uint64_t total = rec.count() + 1;  // including job.end itself

@@ -26,7 +26,7 @@ std::string value_text(const Json& v) { return v.is_string() ? v.get<std::string
 }  // namespace
 
 Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index, const Json& params,
-                                  const StepContext& ctx) {
+                                  const StepContext& ctx, const Json& outputs) {
   PreparedStep out;
   sandbox::Spec& spec = out.spec;
   const auto& sb = step.sandbox;
@@ -34,24 +34,35 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
   switch (step.uses) {
     case policies::StepKind::command:
       for (const auto& element : step.argv) {
-        auto v = policies::substitute(element, params);
+        auto v = policies::substitute(element, params, outputs);
         if (!v) return std::unexpected(v.error());
         spec.argv.push_back(std::move(*v));
       }
       break;
     case policies::StepKind::script:
-      spec.argv = step.argv.empty() ? std::vector<std::string>{"/bin/sh"} : step.argv;
+      // The interpreter's arguments take references like a command's (not its program).
+      for (const auto& element : step.argv.empty() ? std::vector<std::string>{"/bin/sh"} : step.argv) {
+        auto v = policies::substitute(element, params, outputs);
+        if (!v) return std::unexpected(v.error());
+        spec.argv.push_back(std::move(*v));
+      }
       spec.argv.push_back("-c");
       spec.argv.push_back(step.script);
       // Scripts see parameters only as environment values.
       for (auto it = params.begin(); it != params.end(); ++it) {
         spec.env.push_back(env_name(it.key()) + "=" + value_text(it.value()));
       }
+      // ... and the outputs of earlier steps likewise.
+      for (const auto& [from, values] : outputs.items()) {
+        for (const auto& [name, value] : values.items()) {
+          spec.env.push_back(policies::output_env_name(from, name) + "=" + value_text(value));
+        }
+      }
       break;
   }
   if (spec.argv.empty()) return fail(Errc::invalid_argument, "step " + step.name + " has an empty argv");
   for (const auto& [name, tmpl] : step.env) {
-    auto v = policies::substitute(tmpl, params);
+    auto v = policies::substitute(tmpl, params, outputs);
     if (!v) return std::unexpected(v.error());
     spec.env.push_back(name + "=" + *v);
   }

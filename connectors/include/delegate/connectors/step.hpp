@@ -36,8 +36,11 @@ struct PreparedStep {
 // policy or the host cannot give: root without allow_root, a host socket that is not
 // in allowed_sockets, or isolation the host lacks when the step does not allow
 // degraded isolation.
+// `outputs` holds the recorded outputs of the steps before this one, {STEP: {NAME: value}}
+// (substituted like parameters; a script step also gets each as STEP_<STEP>_<NAME>).
 [[nodiscard]] Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
-                                                const Json& params, const StepContext& ctx);
+                                                const Json& params, const StepContext& ctx,
+                                                const Json& outputs = Json::object());
 
 // The canonical text of a step kind, for records.
 [[nodiscard]] std::string_view to_string(policies::StepKind kind);
