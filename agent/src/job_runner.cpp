@@ -6,6 +6,7 @@
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/log.hpp>
 #include <delegate/connectors/masker.hpp>
+#include <delegate/connectors/outputs.hpp>
 #include <delegate/connectors/step.hpp>
 #include <delegate/sandbox/seccomp.hpp>
 
@@ -151,6 +152,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
     const auto& steps = decision.runbook->steps;
     // Every secret any step of the job received is masked in all later output too.
     connectors::Masker masker;
+    Json outputs = Json::object();  // {STEP: {NAME: value}} of the steps that succeeded
     for (std::size_t i = 0; i < steps.size() && status == "succeeded"; ++i) {
       const auto& step = steps[i];
       if (control.cancel.cancelled()) {
@@ -168,7 +170,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
       }
       Json received = Json::array();
       auto secrets = resolve_secrets(step, deps, masker, received);
-      auto prepared = secrets ? connectors::prepare_step(step, i, decision.params, ctx, *secrets)
+      auto prepared = secrets ? connectors::prepare_step(step, i, decision.params, ctx, outputs, *secrets)
                               : Result<connectors::PreparedStep>(std::unexpected(secrets.error()));
       auto filter = prepared ? deps.filters.get(prepared->spec.profile, prepared->spec.network,
                                                        !prepared->spec.isolation.sockets.empty())
@@ -185,6 +187,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         status = "failed";
         break;
       }
+      connectors::OutputCapture capture(step);
       // Output that cannot be recorded stops the step: it must not go on unaudited.
       // Secrets are masked before the record exists (and so before it is signed).
       auto emit = [&](sandbox::Stream stream, std::string_view chunk) {
@@ -200,6 +203,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
       };
       connectors::MaskingStream masked_out(masker), masked_err(masker);
       auto sink = [&](sandbox::Stream stream, std::string_view chunk) {
+        if (stream == sandbox::Stream::stdout_stream) capture.feed(chunk);
         emit(stream, (stream == sandbox::Stream::stdout_stream ? masked_out : masked_err).write(chunk));
       };
       auto outcome = sandbox::run(prepared->spec, **filter, sink, &control.cancel);
@@ -223,6 +227,23 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
                {"max_rss_kb", o.max_rss_kb},
                {"cpu_ms", o.cpu_ms}};
       if (!o.error.empty()) end["error"] = masker.mask(o.error);
+      // Outputs only of a step that succeeded; one that is missing or invalid fails it.
+      bool outputs_failed = false;
+      if (o.status == sandbox::Status::exited && o.exit_code == 0 && !step.outputs.empty()) {
+        auto got = capture.finish(o.bytes_dropped > 0);
+        // An output is recorded and may reach later steps' argv: it must not carry a secret.
+        if (got) {
+          for (const auto& [name, value] : got->items()) {
+            if (value.is_string() && masker.mask(value.get<std::string>()) != value.get<std::string>()) {
+              got = fail(Errc::permission, "output " + name + " of step " + step.name + " carries a secret");
+              break;
+            }
+          }
+        }
+        outputs_failed = !got;
+        if (got) outputs[step.name] = end["outputs"] = std::move(*got);
+        else end["error"] = masker.mask(got.error().message);
+      }
       rec.add(audit::Kind::step_end, std::move(end));
       if (!rec.ok()) {
         status = "failed";
@@ -244,6 +265,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
           status = control.interrupted ? "interrupted" : "cancelled";
           break;
       }
+      if (outputs_failed) status = "failed";
     }
   }
   const std::uint64_t total = rec.count() + 1;  // including job.end itself

@@ -23,16 +23,16 @@ std::string env_name(const std::string& param) {
 
 std::string value_text(const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
-// An env value: parameters are substituted in the runbook's text between secret
-// references, never in a secret's value, and a parameter's value can never become a
+// An env value: parameters and outputs are substituted in the runbook's text between
+// secret references, never in a secret's value, and their values can never become a
 // secret reference (the references are found in the template only).
-Result<std::string> env_value(const std::string& tmpl, const Json& params,
+Result<std::string> env_value(const std::string& tmpl, const Json& params, const Json& outputs,
                               const std::map<std::string, std::string>& secrets) {
   std::string out;
   std::size_t last = 0;
   const auto open = policies::kSecretRefOpen;
   for (std::size_t pos = tmpl.find(open); pos != std::string::npos; pos = tmpl.find(open, last)) {
-    auto piece = policies::substitute(std::string_view(tmpl).substr(last, pos - last), params);
+    auto piece = policies::substitute(std::string_view(tmpl).substr(last, pos - last), params, outputs);
     if (!piece) return std::unexpected(piece.error());
     out += *piece;
     const std::size_t close = tmpl.find('}', pos);
@@ -43,7 +43,7 @@ Result<std::string> env_value(const std::string& tmpl, const Json& params,
     out += it->second;
     last = close + 1;
   }
-  auto rest = policies::substitute(std::string_view(tmpl).substr(last), params);
+  auto rest = policies::substitute(std::string_view(tmpl).substr(last), params, outputs);
   if (!rest) return std::unexpected(rest.error());
   out += *rest;
   return out;
@@ -52,7 +52,8 @@ Result<std::string> env_value(const std::string& tmpl, const Json& params,
 }  // namespace
 
 Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index, const Json& params,
-                                  const StepContext& ctx, const std::map<std::string, std::string>& secrets) {
+                                  const StepContext& ctx, const Json& outputs,
+                                  const std::map<std::string, std::string>& secrets) {
   PreparedStep out;
   sandbox::Spec& spec = out.spec;
   const auto& sb = step.sandbox;
@@ -60,24 +61,35 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
   switch (step.uses) {
     case policies::StepKind::command:
       for (const auto& element : step.argv) {
-        auto v = policies::substitute(element, params);
+        auto v = policies::substitute(element, params, outputs);
         if (!v) return std::unexpected(v.error());
         spec.argv.push_back(std::move(*v));
       }
       break;
     case policies::StepKind::script:
-      spec.argv = step.argv.empty() ? std::vector<std::string>{"/bin/sh"} : step.argv;
+      // The interpreter's arguments take references like a command's (not its program).
+      for (const auto& element : step.argv.empty() ? std::vector<std::string>{"/bin/sh"} : step.argv) {
+        auto v = policies::substitute(element, params, outputs);
+        if (!v) return std::unexpected(v.error());
+        spec.argv.push_back(std::move(*v));
+      }
       spec.argv.push_back("-c");
       spec.argv.push_back(step.script);
       // Scripts see parameters only as environment values.
       for (auto it = params.begin(); it != params.end(); ++it) {
         spec.env.push_back(env_name(it.key()) + "=" + value_text(it.value()));
       }
+      // ... and the outputs of earlier steps likewise.
+      for (const auto& [from, values] : outputs.items()) {
+        for (const auto& [name, value] : values.items()) {
+          spec.env.push_back(policies::output_env_name(from, name) + "=" + value_text(value));
+        }
+      }
       break;
   }
   if (spec.argv.empty()) return fail(Errc::invalid_argument, "step " + step.name + " has an empty argv");
   for (const auto& [name, tmpl] : step.env) {
-    auto v = env_value(tmpl, params, secrets);
+    auto v = env_value(tmpl, params, outputs, secrets);
     if (!v) return std::unexpected(v.error());
     spec.env.push_back(name + "=" + *v);
   }

@@ -8,24 +8,13 @@
 #include <delegate/common/encoding.hpp>
 #include <delegate/controlplane/store.hpp>
 
+#include "store_fixture.hpp"
+
 namespace delegate::controlplane {
 namespace {
 
-class StoreIdentity : public ::testing::Test {
+class StoreIdentity : public testing::StoreFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/delegate-store-id-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto s = Store::open(dir_ / "cp.db");
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
   static AgentRow proposal(const std::string& name, Json tags = Json::array({"prod"})) {
     auto key = Ed25519PrivateKey::generate();
     AgentRow a;
@@ -43,8 +32,6 @@ class StoreIdentity : public ::testing::Test {
     return *r;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Store> store_;
 };
 
 TEST_F(StoreIdentity, UnknownAndRevokedTokensAdmitNobodyAndChangeNothing) {

@@ -6,24 +6,13 @@
 #include <delegate/common/encoding.hpp>
 #include <delegate/controlplane/store.hpp>
 
+#include "store_fixture.hpp"
+
 namespace delegate::controlplane {
 namespace {
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public testing::StoreFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/delegate-store-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    auto s = Store::open(dir_ / "cp.db");
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
   AgentRow register_agent(const Ed25519PrivateKey& key, Json tags = Json::array({"prod"})) {
     AgentRow a;
     a.name = "web-01";
@@ -52,8 +41,6 @@ class StoreTest : public ::testing::Test {
     return a;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<Store> store_;
   FixedClock clock_{TimePoint{} + std::chrono::hours(24 * 365 * 57)};
 };
 

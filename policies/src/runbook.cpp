@@ -1,6 +1,7 @@
 #include <delegate/policies/runbook.hpp>
 
 #include <algorithm>
+#include <cctype>
 
 #include <delegate/common/strict.hpp>
 #include <set>
@@ -26,7 +27,16 @@ constexpr std::size_t kMaxPattern = 1024;
 constexpr std::size_t kMaxPatternedLength = 1024;
 constexpr std::size_t kMaxStringCap = 1u << 20;
 constexpr std::size_t kMaxRunbookBytes = 1u << 20;
+constexpr std::size_t kMaxOutputs = 16;
+constexpr std::size_t kMaxLinePrefix = 256;
 constexpr std::string_view kRefOpen = "${params.";
+constexpr std::string_view kStepRefOpen = "${steps.";
+constexpr std::string_view kOutputsInfix = ".outputs.";
+
+// Either kind of reference: places that take no substitution refuse both.
+bool has_ref(std::string_view s) {
+  return s.find(kRefOpen) != std::string_view::npos || s.find(kStepRefOpen) != std::string_view::npos;
+}
 
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 bool is_ident_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
@@ -48,39 +58,80 @@ bool valid_step_name(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
 
+// A step that others reference by name: no '.', '}' or space to make a reference
+// ambiguous, and a name that maps onto an environment variable name.
+bool valid_output_step_name(std::string_view s) {
+  if (s.empty() || s.size() > 64 || !is_ident_start(s[0])) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return is_ident(c) || c == '-'; });
+}
 
-// One parameter reference found in a template.
+
+// One reference found in a template: "${params.NAME}" (step empty) or
+// "${steps.STEP.outputs.NAME}".
 struct Ref {
-  std::size_t begin, end;  // [begin, end) covers "${params.NAME}"
+  std::size_t begin, end;  // [begin, end) covers the whole reference
+  std::string_view step;
   std::string_view name;
 };
 
-// Scans `tmpl` for "${params.NAME}". Anything else containing '$' is literal text; a
-// "${params." that is not a well-formed reference is an error rather than literal text,
-// because the author clearly meant a substitution.
+// Scans `tmpl` for "${params.NAME}" and "${steps.STEP.outputs.NAME}". Anything else
+// containing '$' is literal text; a "${params." or "${steps." that is not a well-formed
+// reference is an error rather than literal text, because the author clearly meant a
+// substitution.
 Result<std::vector<Ref>> find_refs(std::string_view tmpl) {
   std::vector<Ref> refs;
   std::size_t pos = 0;
-  while ((pos = tmpl.find(kRefOpen, pos)) != std::string_view::npos) {
-    std::size_t name_begin = pos + kRefOpen.size();
-    std::size_t close = tmpl.find('}', name_begin);
-    if (close == std::string_view::npos) return fail(Errc::parse, "unterminated ${params.…} reference");
-    std::string_view name = tmpl.substr(name_begin, close - name_begin);
-    if (!valid_param_name(name)) {
-      return fail(Errc::parse, "malformed parameter reference ${params." + printable(name) + "}");
+  while ((pos = tmpl.find("${", pos)) != std::string_view::npos) {
+    const std::string_view rest = tmpl.substr(pos);
+    const bool param = rest.starts_with(kRefOpen);
+    if (!param && !rest.starts_with(kStepRefOpen)) {
+      pos += 2;
+      continue;
     }
-    refs.push_back({pos, close + 1, name});
+    const std::size_t inner_begin = pos + (param ? kRefOpen.size() : kStepRefOpen.size());
+    const std::size_t close = tmpl.find('}', inner_begin);
+    if (close == std::string_view::npos) {
+      return fail(Errc::parse, param ? "unterminated ${params.…} reference" : "unterminated ${steps.…} reference");
+    }
+    const std::string_view inner = tmpl.substr(inner_begin, close - inner_begin);
+    if (param) {
+      if (!valid_param_name(inner)) {
+        return fail(Errc::parse, "malformed parameter reference ${params." + printable(inner) + "}");
+      }
+      refs.push_back({pos, close + 1, {}, inner});
+    } else {
+      const std::size_t infix = inner.find(kOutputsInfix);
+      const std::string_view step = inner.substr(0, infix);
+      const std::string_view name = infix == std::string_view::npos ? "" : inner.substr(infix + kOutputsInfix.size());
+      if (infix == std::string_view::npos || !valid_output_step_name(step) || !valid_param_name(name)) {
+        return fail(Errc::parse, "malformed step output reference ${steps." + printable(inner) +
+                                     "} (expected ${steps.STEP.outputs.NAME})");
+      }
+      refs.push_back({pos, close + 1, step, name});
+    }
     pos = close + 1;
   }
   return refs;
 }
 
 // Checks every reference in a template names a declared parameter that will always
-// have a value (required or defaulted), so substitution cannot fail at run time.
+// have a value (required or defaulted), or a declared output of an earlier step (a
+// step that got that far has recorded all its outputs), so substitution cannot fail
+// at run time.
 void check_refs(const Runbook& rb, std::string_view tmpl, const std::string& path) {
   auto refs = find_refs(tmpl);
   if (!refs) yfail(path, refs.error().message);
   for (const auto& r : *refs) {
+    if (!r.step.empty()) {
+      const std::string ref = "${steps." + std::string(r.step) + ".outputs." + std::string(r.name) + "}";
+      auto st = std::find_if(rb.steps.begin(), rb.steps.end(), [&](const Step& s) { return s.name == r.step; });
+      if (st == rb.steps.end()) yfail(path, "references " + ref + " but no earlier step is named " + std::string(r.step));
+      if (!st->outputs.contains(std::string(r.name))) {
+        yfail(path, "references " + ref + " but step " + std::string(r.step) + " declares no output " +
+                        std::string(r.name));
+      }
+      continue;
+    }
     auto it = rb.params.find(std::string(r.name));
     if (it == rb.params.end()) yfail(path, "references undeclared parameter " + std::string(r.name));
     if (!it->second.required && !it->second.default_value) {
@@ -106,22 +157,28 @@ Json yaml_default(const YAML::Node& n, const ParamSpec& spec, const std::string&
   yfail(path, "unsupported type");
 }
 
-Result<Json> check_value(const std::string& name, const ParamSpec& spec, const Json& v);
+Result<Json> check_value(const std::string& what, const ParamSpec& spec, const Json& v);
 
-ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
-  detail::ycheck_keys(n, path,
-                      {"type", "pattern", "required", "description", "min", "max", "max_length", "enum", "default",
-                       "allow_leading_dash"});
+std::string param_subject(std::string_view name) { return "parameter \"" + printable(name) + "\""; }
+
+// The typed value checks shared by parameters and step outputs. Outputs have no
+// required/default (their keys are refused before this), may set allow_leading_dash on
+// an integer (a negative number is an option too), and are capped at 4 KiB.
+ParamSpec parse_value_spec(const YAML::Node& n, const std::string& path, bool output) {
   ParamSpec s;
   if (!n["type"]) yfail(ykey(path, "type"), "missing");
   s.type = parse_type(n["type"], ykey(path, "type"));
+  const char* kind = output ? " outputs" : " parameters";
   auto only_for = [&](const char* key, ParamType t, const char* tname) {
-    if (n[key] && s.type != t) yfail(ykey(path, key), std::string("only applies to ") + tname + " parameters");
+    if (n[key] && s.type != t) yfail(ykey(path, key), std::string("only applies to ") + tname + kind);
   };
   only_for("pattern", ParamType::string, "string");
   only_for("max_length", ParamType::string, "string");
   only_for("enum", ParamType::string, "string");
-  only_for("allow_leading_dash", ParamType::string, "string");
+  if (!output) only_for("allow_leading_dash", ParamType::string, "string");
+  if (output && n["allow_leading_dash"] && s.type == ParamType::boolean) {
+    yfail(ykey(path, "allow_leading_dash"), "only applies to string or integer outputs");
+  }
   only_for("min", ParamType::integer, "integer");
   only_for("max", ParamType::integer, "integer");
 
@@ -141,8 +198,8 @@ ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
     s.pattern = std::move(p);
   }
   if (n["max_length"]) {
-    s.max_length = static_cast<std::size_t>(
-        detail::yint_range(n["max_length"], ykey(path, "max_length"), 1, kMaxStringCap));
+    s.max_length = static_cast<std::size_t>(detail::yint_range(
+        n["max_length"], ykey(path, "max_length"), 1, output ? kMaxOutputValueBytes : kMaxStringCap));
   }
   // libstdc++'s std::regex recurses once per input character or more: a long value
   // against a pattern with groups overflows a 2 MiB stack near 2 KiB of input. Keep
@@ -161,11 +218,84 @@ ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
     if (s.required) yfail(ykey(path, "default"), "a required parameter cannot have a default");
     Json d = yaml_default(n["default"], s, ykey(path, "default"));
     // A default that its own schema would reject is a runbook bug; catch it at load.
-    auto checked = check_value("default", s, d);
+    auto checked = check_value(param_subject("default"), s, d);
     if (!checked) yfail(ykey(path, "default"), checked.error().message);
     s.default_value = std::move(d);
   }
   return s;
+}
+
+ParamSpec parse_param(const YAML::Node& n, const std::string& path) {
+  detail::ycheck_keys(n, path,
+                      {"type", "pattern", "required", "description", "min", "max", "max_length", "enum", "default",
+                       "allow_leading_dash"});
+  return parse_value_spec(n, path, false);
+}
+
+// with.outputs: NAME: /json/pointer (a string output at that pointer), or a mapping
+// with exactly one of json: /pointer or line: "prefix", a type and the value checks.
+OutputSpec parse_output(const YAML::Node& n, const std::string& path) {
+  OutputSpec o;
+  if (n.IsScalar()) {
+    o.selector = detail::ystring(n, path);
+  } else {
+    detail::ycheck_keys(n, path,
+                        {"json", "line", "type", "pattern", "description", "min", "max", "max_length", "enum",
+                         "allow_leading_dash"});
+    if (static_cast<bool>(n["json"]) == static_cast<bool>(n["line"])) yfail(path, "needs exactly one of json or line");
+    o.source = n["json"] ? OutputSource::json : OutputSource::line;
+    const std::string spath = ykey(path, n["json"] ? "json" : "line");
+    o.selector = detail::ystring(n[n["json"] ? "json" : "line"], spath);
+    o.value = parse_value_spec(n, path, true);
+    if (o.source == OutputSource::line) {
+      if (o.selector.empty() || o.selector.size() > kMaxLinePrefix) yfail(spath, "must be 1..256 characters");
+      if (!std::all_of(o.selector.begin(), o.selector.end(), [](char c) { return c >= 0x20 && c < 0x7f; })) {
+        yfail(spath, "must be printable ASCII");
+      }
+      return o;
+    }
+  }
+  // The whole document ("") is never a typed scalar; "~" escapes are ~0 and ~1 only.
+  const std::string where = n.IsScalar() ? path : ykey(path, "json");
+  if (o.selector.empty() || o.selector.front() != '/' || o.selector.size() > kMaxLinePrefix) {
+    yfail(where, "must be a JSON Pointer (RFC 6901) starting with '/', at most 256 characters");
+  }
+  try {
+    (void)Json::json_pointer(o.selector);
+  } catch (const Json::exception&) {
+    yfail(where, "is not a valid JSON Pointer (RFC 6901)");
+  }
+  return o;
+}
+
+std::map<std::string, OutputSpec> parse_outputs(const YAML::Node& n, const std::string& path) {
+  std::map<std::string, OutputSpec> out;
+  auto names = detail::ymap_keys(n, path);
+  if (names.empty() || names.size() > kMaxOutputs) yfail(path, "must declare 1..16 outputs");
+  for (const auto& name : names) {
+    const std::string opath = ykey(path, name);
+    if (!valid_param_name(name)) yfail(opath, "output names must match [A-Za-z_][A-Za-z0-9_]{0,63}");
+    out.emplace(name, parse_output(n[name], opath));
+  }
+  return out;
+}
+
+// A step output is data some other system printed: spliced into the command string of
+// `sh -c`, it would be shell code. Refused in the argument after a shell's -c option;
+// pass it as a positional argument ("$1") or through env instead.
+void check_shell_string(const std::vector<std::string>& argv, const std::string& path) {
+  static const std::set<std::string, std::less<>> kShells{"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"};
+  const auto slash = argv[0].rfind('/');
+  const std::string_view base = slash == std::string::npos ? std::string_view(argv[0]) : std::string_view(argv[0]).substr(slash + 1);
+  if (!kShells.contains(base)) return;
+  for (std::size_t i = 2; i < argv.size(); ++i) {
+    const std::string& opt = argv[i - 1];
+    const bool command_option = opt.size() > 1 && opt[0] == '-' && opt[1] != '-' && opt.find('c') != std::string::npos;
+    if (command_option && argv[i].find(kStepRefOpen) != std::string::npos) {
+      yfail(yindex(path, i), "step outputs cannot be substituted into a shell command string; pass them as "
+                             "positional arguments or via env instead");
+    }
+  }
 }
 
 StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
@@ -201,7 +331,7 @@ StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
       auto p = detail::ystring(list[i], where);
       // Paths are fixed by the runbook: a parameter must never choose what a step sees.
       if (p.empty() || p.front() != '/') yfail(where, "must be an absolute path");
-      if (p.find(kRefOpen) != std::string::npos) yfail(where, "a mount path cannot be a parameter");
+      if (has_ref(p)) yfail(where, "a mount path cannot be a parameter or step output");
       // The sandbox builds /proc and /dev itself; refuse here rather than at launch.
       for (std::string_view reserved : {"/proc", "/dev"}) {
         if (p == reserved || p.starts_with(std::string(reserved) + "/")) {
@@ -224,7 +354,7 @@ StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
 // The program a step runs is fixed by the runbook; only its arguments may vary.
 void check_program(const std::string& program, const std::string& path) {
   if (program.empty()) yfail(path, "the program must not be empty");
-  if (program.find(kRefOpen) != std::string::npos) yfail(path, "the program cannot be a parameter");
+  if (has_ref(program)) yfail(path, "the program cannot be a parameter or step output");
 }
 
 // Variables that change how the loader or a shell behaves must not carry caller input.
@@ -291,23 +421,24 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
   const YAML::Node with = n["with"];
   if (uses == "command") {
     st.uses = StepKind::command;
-    detail::ycheck_keys(with, wpath, {"argv"});
+    detail::ycheck_keys(with, wpath, {"argv", "outputs"});
     if (!with["argv"]) yfail(ykey(wpath, "argv"), "missing");
     st.argv = detail::ystring_list(with["argv"], ykey(wpath, "argv"), kMaxArgv);
     if (st.argv.empty()) yfail(ykey(wpath, "argv"), "must not be empty");
     check_program(st.argv[0], yindex(ykey(wpath, "argv"), 0));
     for (std::size_t i = 1; i < st.argv.size(); ++i) check_refs(rb, st.argv[i], yindex(ykey(wpath, "argv"), i));
+    check_shell_string(st.argv, ykey(wpath, "argv"));
   } else if (uses == "script") {
     st.uses = StepKind::script;
-    detail::ycheck_keys(with, wpath, {"script", "interpreter"});
+    detail::ycheck_keys(with, wpath, {"script", "interpreter", "outputs"});
     if (!with["script"]) yfail(ykey(wpath, "script"), "missing");
     st.script = detail::ystring(with["script"], ykey(wpath, "script"));
     if (st.script.empty()) yfail(ykey(wpath, "script"), "must not be empty");
     // Splicing caller input into program text is exactly the injection the design
     // forbids; scripts read parameters from env (or argv) instead.
-    if (st.script.find(kRefOpen) != std::string::npos) {
+    if (has_ref(st.script)) {
       yfail(ykey(wpath, "script"),
-            "parameters cannot be substituted into script text; pass them via env instead");
+            "parameters cannot be substituted into script text, nor step outputs; pass them via env instead");
     }
     if (with["interpreter"]) {
       st.argv = detail::ystring_list(with["interpreter"], ykey(wpath, "interpreter"), kMaxArgv);
@@ -319,10 +450,17 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
     for (std::size_t i = 1; i < st.argv.size(); ++i) {
       check_refs(rb, st.argv[i], yindex(ykey(wpath, "interpreter"), i));
     }
+    check_shell_string(st.argv, ykey(wpath, "interpreter"));
   } else if (uses == "http") {
     yfail(ykey(path, "uses"), "step kind http is not available in this version");
   } else {
     yfail(ykey(path, "uses"), "must be command or script");
+  }
+  if (with["outputs"]) {
+    st.outputs = parse_outputs(with["outputs"], ykey(wpath, "outputs"));
+    if (!valid_output_step_name(st.name)) {
+      yfail(ykey(path, "name"), "a step with outputs must be named [A-Za-z_][A-Za-z0-9_-]{0,63}");
+    }
   }
   if (n["sandbox"]) st.sandbox = parse_sandbox(n["sandbox"], ykey(path, "sandbox"));
   if (n["env"]) {
@@ -334,8 +472,8 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
       if (!valid_param_name(name)) yfail(vpath, "variable names must match [A-Za-z_][A-Za-z0-9_]{0,63}");
       std::string value = detail::ystring(n["env"][name], vpath);
       check_refs(rb, value, vpath);
-      if (is_control_env(name) && value.find(kRefOpen) != std::string::npos) {
-        yfail(vpath, "parameters cannot be substituted into loader/shell control variables");
+      if (is_control_env(name) && has_ref(value)) {
+        yfail(vpath, "parameters and step outputs cannot be substituted into loader/shell control variables");
       }
       if (is_control_env(name) && value.find(kSecretRefOpen) != std::string::npos) {
         yfail(vpath, "step \"" + printable(st.name) + "\": secrets cannot be loader/shell control variables");
@@ -395,9 +533,19 @@ Runbook parse_root(const YAML::Node& root) {
   if (!steps.IsSequence() || steps.size() == 0) yfail("steps", "must be a non-empty list");
   if (steps.size() > kMaxSteps) yfail("steps", "more than 32 steps");
   std::set<std::string> step_names;
+  std::map<std::string, std::string> env_names;  // STEP_X_Y -> the output it came from
   for (std::size_t i = 0; i < steps.size(); ++i) {
     Step st = parse_step(steps[i], yindex("steps", i), rb);
     if (!step_names.insert(st.name).second) yfail(ykey(yindex("steps", i), "name"), "duplicate step name");
+    // Scripts read outputs by environment name: two outputs must not share one.
+    for (const auto& [oname, spec] : st.outputs) {
+      const std::string ref = st.name + "." + oname;
+      auto [it, fresh] = env_names.emplace(output_env_name(st.name, oname), ref);
+      if (!fresh) {
+        yfail(ykey(ykey(yindex("steps", i), "with.outputs"), oname),
+              "environment name " + it->first + " is also that of output " + it->second);
+      }
+    }
     rb.steps.push_back(std::move(st));
   }
   return rb;
@@ -405,8 +553,7 @@ Runbook parse_root(const YAML::Node& root) {
 
 std::string render(const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
-Result<Json> check_value(const std::string& name, const ParamSpec& spec, const Json& v) {
-  const std::string what = "parameter \"" + printable(name) + "\"";
+Result<Json> check_value(const std::string& what, const ParamSpec& spec, const Json& v) {
   switch (spec.type) {
     case ParamType::boolean:
       if (!v.is_boolean()) return fail(Errc::invalid_argument, what + " must be a boolean");
@@ -439,7 +586,7 @@ Result<Json> check_value(const std::string& name, const ParamSpec& spec, const J
       // Substituted into argv, "-H host" or "--help" would be an option to the command,
       // not the operand the runbook author had in mind, whatever the pattern says.
       if (!s.empty() && s.front() == '-' && !spec.allow_leading_dash) {
-        return fail(Errc::invalid_argument, what + " starts with '-' (the parameter does not set allow_leading_dash)");
+        return fail(Errc::invalid_argument, what + " starts with '-' (allow_leading_dash is not set)");
       }
       if (!spec.allowed.empty() && std::find(spec.allowed.begin(), spec.allowed.end(), s) == spec.allowed.end()) {
         return fail(Errc::invalid_argument, what + " is not one of the allowed values");
@@ -529,7 +676,7 @@ Result<Json> validate_params(const Runbook& rb, const Json& params) {
     if (spec == rb.params.end()) {
       return fail(Errc::invalid_argument, "unknown parameter \"" + printable(name) + "\"");
     }
-    auto v = check_value(name, spec->second, value);
+    auto v = check_value(param_subject(name), spec->second, value);
     if (!v) return std::unexpected(v.error());
     out[name] = std::move(*v);
   }
@@ -541,29 +688,66 @@ Result<Json> validate_params(const Runbook& rb, const Json& params) {
   return out;
 }
 
-Result<std::string> substitute(std::string_view tmpl, const Json& params) {
+Result<std::string> substitute(std::string_view tmpl, const Json& params, const Json& outputs) {
   auto refs = find_refs(tmpl);
   if (!refs) return std::unexpected(refs.error());
   std::string out;
   std::size_t last = 0;
   for (const auto& r : *refs) {
     out.append(tmpl.substr(last, r.begin - last));
-    const std::string name(r.name);
-    if (!params.is_object() || !params.contains(name)) {
-      return fail(Errc::invalid_argument, "no value for parameter \"" + name + "\"");
+    const std::string name = r.step.empty() ? std::string(r.name) : std::string(r.step) + ".outputs." + std::string(r.name);
+    const Json* scope = &params;
+    if (!r.step.empty()) {
+      const std::string step(r.step);
+      scope = outputs.is_object() && outputs.contains(step) ? &outputs.at(step) : nullptr;
     }
-    const Json& v = params.at(name);
+    if (scope == nullptr || !scope->is_object() || !scope->contains(std::string(r.name))) {
+      return fail(Errc::invalid_argument, "no value for " + std::string(r.step.empty() ? "parameter" : "step output") +
+                                              " \"" + name + "\"");
+    }
+    const Json& v = scope->at(std::string(r.name));
     if (!v.is_string() && !v.is_boolean() && !v.is_number_integer()) {
-      return fail(Errc::invalid_argument, "parameter \"" + name + "\" has a type that cannot be substituted");
+      return fail(Errc::invalid_argument, "\"" + name + "\" has a type that cannot be substituted");
     }
     std::string text = render(v);
     if (text.find('\0') != std::string::npos) {
-      return fail(Errc::invalid_argument, "parameter \"" + name + "\" contains a NUL byte");
+      return fail(Errc::invalid_argument, "\"" + name + "\" contains a NUL byte");
     }
     out += text;
     last = r.end;
   }
   out.append(tmpl.substr(last));
+  return out;
+}
+
+Result<Json> check_output(const std::string& step, const std::string& name, const OutputSpec& spec,
+                          const Json& value) {
+  const std::string what = "output " + printable(step) + "." + printable(name);
+  if (value.is_string() && value.get_ref<const std::string&>().size() > kMaxOutputValueBytes) {
+    return fail(Errc::invalid_argument, what + " is longer than " + std::to_string(kMaxOutputValueBytes) + " bytes");
+  }
+  auto v = check_value(what, spec.value, value);
+  if (!v) return v;
+  // A signed record (RFC 8785 numbers are IEEE doubles) carries integers up to 2^53 exactly.
+  constexpr std::int64_t kMaxExact = (std::int64_t{1} << 53) - 1;
+  if (v->is_number_integer() && (v->get<std::int64_t>() > kMaxExact || v->get<std::int64_t>() < -kMaxExact)) {
+    return fail(Errc::invalid_argument, what + " is beyond +-(2^53-1), which a record cannot carry exactly");
+  }
+  // Rendered into argv, -5 is an option as much as -n is.
+  if (v->is_number_integer() && v->get<std::int64_t>() < 0 && !spec.value.allow_leading_dash) {
+    return fail(Errc::invalid_argument, what + " is negative, which starts with '-' (allow_leading_dash is not set)");
+  }
+  return v;
+}
+
+std::string output_env_name(std::string_view step, std::string_view name) {
+  std::string out = "STEP_";
+  auto up = [&](std::string_view s) {
+    for (char c : s) out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  };
+  up(step);
+  out += '_';
+  up(name);
   return out;
 }
 

@@ -25,8 +25,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   auto v = delegate::policies::validate_params(*rb, params);
   if (v) {
+    // Each step sees a value for every output of the steps before it, as at run time.
+    delegate::Json outputs = delegate::Json::object();
     for (const auto& st : rb->steps) {
-      for (const auto& a : st.argv) (void)delegate::policies::substitute(a, *v);
+      for (const auto& a : st.argv) (void)delegate::policies::substitute(a, *v, outputs);
+      for (const auto& [name, tmpl] : st.env) (void)delegate::policies::substitute(tmpl, *v, outputs);
+      for (const auto& [name, spec] : st.outputs) {
+        switch (spec.value.type) {
+          case delegate::policies::ParamType::string: outputs[st.name][name] = "a"; break;
+          case delegate::policies::ParamType::integer: outputs[st.name][name] = 1; break;
+          case delegate::policies::ParamType::boolean: outputs[st.name][name] = false; break;
+        }
+        (void)delegate::policies::check_output(st.name, name, spec, outputs[st.name][name]);
+      }
     }
   }
   return 0;

@@ -37,10 +37,13 @@ struct PreparedStep {
 // policy or the host cannot give: root without allow_root, a host socket that is not
 // in allowed_sockets, or isolation the host lacks when the step does not allow
 // degraded isolation.
+// `outputs` holds the recorded outputs of the steps before this one, {STEP: {NAME: value}}
+// (substituted like parameters; a script step also gets each as STEP_<STEP>_<NAME>).
 // `secrets`: the values of the secrets the step references (step.secrets), already
 // resolved; they become env values only, and a reference without a value is an error.
 [[nodiscard]] Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                                                 const Json& params, const StepContext& ctx,
+                                                const Json& outputs = Json::object(),
                                                 const std::map<std::string, std::string>& secrets = {});
 
 // The canonical text of a step kind, for records.

@@ -49,16 +49,35 @@ struct StepSandbox {
   std::vector<std::string> sockets;
 };
 
+// A step output: a typed value taken from the step's stdout after it exits 0, for later
+// steps as ${steps.STEP.outputs.NAME} (docs/runbooks.md). `value` carries the type and
+// the checks, with the same meaning as for a parameter (required/default unused).
+enum class OutputSource {
+  json,  // JSON Pointer (RFC 6901) into the JSON document on the last non-empty stdout line
+  line,  // the rest of the one stdout line that starts with `selector`
+};
+
+struct OutputSpec {
+  OutputSource source = OutputSource::json;
+  std::string selector;  // the JSON Pointer or the line prefix
+  ParamSpec value;
+};
+
+// No output value is longer than this (bytes), whatever max_length says.
+inline constexpr std::size_t kMaxOutputValueBytes = 4096;
+
 struct Step {
   std::string name;
   StepKind uses = StepKind::command;
   // command: argv template; script: interpreter argv (default ["/bin/sh"]) + script text.
   std::vector<std::string> argv;
   std::string script;
-  std::map<std::string, std::string> env;  // values may reference ${params.x} and ${secrets.NAME}
+  // values may reference ${params.x}, ${steps.s.outputs.y} and ${secrets.NAME}
+  std::map<std::string, std::string> env;
   // Names of the secrets the env values reference: the step receives only these.
   std::vector<std::string> secrets;
   StepSandbox sandbox;
+  std::map<std::string, OutputSpec> outputs;  // with.outputs
 };
 
 struct AuthorizeRule {
@@ -100,8 +119,20 @@ class Catalog {
 // Returns the params with defaults filled in.
 [[nodiscard]] Result<Json> validate_params(const Runbook& rb, const Json& params);
 
-// Replaces every "${params.NAME}" in `tmpl` with the (validated) value's text. An
-// unknown name is an error. Integers/booleans render as JSON text.
-[[nodiscard]] Result<std::string> substitute(std::string_view tmpl, const Json& params);
+// Replaces every "${params.NAME}" in `tmpl` with the (validated) value's text, and every
+// "${steps.STEP.outputs.NAME}" with outputs[STEP][NAME] (the recorded outputs of earlier
+// steps). An unknown name is an error. Integers/booleans render as JSON text.
+[[nodiscard]] Result<std::string> substitute(std::string_view tmpl, const Json& params,
+                                             const Json& outputs = Json::object());
+
+// Checks one extracted output value against its declaration: the parameter checks
+// (type, pattern, bounds, enum, NUL, leading '-') plus the output size cap, and a
+// negative integer counts as a leading '-'. Errors name "output STEP.NAME".
+[[nodiscard]] Result<Json> check_output(const std::string& step, const std::string& name, const OutputSpec& spec,
+                                        const Json& value);
+
+// The environment variable a script step reads an earlier output from:
+// STEP_<STEP>_<NAME>, upper-cased, '-' in the step name becoming '_'.
+[[nodiscard]] std::string output_env_name(std::string_view step, std::string_view name);
 
 }  // namespace delegate::policies
