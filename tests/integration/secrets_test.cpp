@@ -101,6 +101,14 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
              "name: short\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
              "  - name: weak\n    uses: command\n    with: {argv: [/bin/true]}\n"
              "    env: {PW: \"${secrets.SHORT}\"}\n");
+  // A step that declares an output and makes it the secret: outputs are recorded in
+  // step.end and may reach later steps' argv, so the step fails instead.
+  write_text(cp.dir() / "runbooks" / "exfil.yaml",
+             "name: exfil\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
+             "  - name: leak\n    uses: script\n    with:\n      script: 'echo \"tok=$TOKEN\"'\n"
+             "      outputs:\n        t: {line: \"tok=\", type: string}\n"
+             "    env: {TOKEN: \"${secrets.API_TOKEN}\"}\n"
+             "  - name: use\n    uses: command\n    with: {argv: [/bin/echo, \"${steps.leak.outputs.t}\"]}\n");
   auto set = run({Bins::agent(), "secret", "set", "API_TOKEN", "--config", cfg}, kLocal + "\n");
   ASSERT_EQ(set.exit_code, 0) << set.err;
   auto list = run({Bins::agent(), "secret", "list", "--config", cfg});
@@ -121,6 +129,8 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
   ASSERT_EQ(cp.wait_final(id), "succeeded") << agent.log_text();
   const auto missing = cp.submit(job("missing"));
   ASSERT_EQ(cp.wait_final(missing), "failed") << agent.log_text();
+  const auto exfil = cp.submit(job("exfil"));
+  ASSERT_EQ(cp.wait_final(exfil), "failed") << agent.log_text();
   const auto weak = cp.submit(job("short"));
   ASSERT_EQ(cp.wait_final(weak), "failed") << agent.log_text();
 
@@ -176,6 +186,11 @@ TEST(Secrets, EveryEncodingIsMaskedInRecordsAndLogsAndTheJobSucceeds) {
   }
   EXPECT_EQ(end["status"], "setup_failed");
   EXPECT_NE(end["error"].get<std::string>().find("NOT_THERE"), std::string::npos) << end.dump();
+
+  const std::string exfil_export = cp.admin_get("/v1/jobs/" + exfil + "/records").body;
+  for (const auto& p : masker.patterns()) EXPECT_EQ(exfil_export.find(p), std::string::npos) << p;
+  EXPECT_NE(exfil_export.find("carries a secret"), std::string::npos);
+  EXPECT_EQ(exfil_export.find("\"step\":\"use\""), std::string::npos);  // the next step never started
 
   // Too short to mask: refused at resolution rather than run unmasked or over-masked.
   const std::string weak_export = cp.admin_get("/v1/jobs/" + weak + "/records").body;
