@@ -2,6 +2,7 @@
 //   record sealing (JCS + SHA-256 + Ed25519)  vs  raw OpenSSL Ed25519 sign of 32 bytes
 //   job dispatch (enqueue -> waiting long poll) vs  one HTTPS round trip (GET /healthz)
 //   sandboxed /bin/true                      vs  posix_spawn of /bin/true
+//   output masking (MB/s)                    vs  memcpy of the same chunks
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@
 #include <delegate/common/fs.hpp>
 #include <delegate/controlplane/server.hpp>
 #include <delegate/sandbox/launcher.hpp>
+
+#include "mask_bench.hpp"
 
 using namespace delegate;
 using Clock_ = std::chrono::steady_clock;
@@ -67,6 +70,7 @@ int main() {
   Sha256 h = sha256("x");
   double raw_sign = time_us([&] { (void)key->sign(h); }, 2000);
   row("seal output record (1 KiB)", seal, "OpenSSL Ed25519 sign 32 B", raw_sign);
+  bench::masking_throughput();
 
   // Dispatch latency through the real control plane over TLS 1.3 on loopback.
   char tmpl[] = "/tmp/delegate-bench-XXXXXX";

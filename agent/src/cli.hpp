@@ -7,4 +7,6 @@ int run(const std::vector<std::string>& args);
 int check_job(const std::vector<std::string>& args);
 int identity(const std::vector<std::string>& args);
 int api_key(const std::vector<std::string>& args);
+// secret set NAME|list|delete NAME --config FILE (secret_cli.cpp).
+int secret(const std::vector<std::string>& args);
 }  // namespace delegate::agent::cli

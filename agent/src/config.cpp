@@ -7,6 +7,7 @@
 
 #include <delegate/common/fs.hpp>
 #include <delegate/common/strict.hpp>
+#include <algorithm>
 
 extern char** environ;
 
@@ -139,6 +140,23 @@ Result<OAuthIssuerConfig> parse_issuer(const YAML::Node& n, const std::string& w
   return c;
 }
 
+Result<void> parse_providers(const std::vector<std::string>& names, const std::string& where,
+                             std::vector<SecretProvider>& out) {
+  out.clear();
+  if (names.empty()) return fail(Errc::invalid_argument, where + ": must list at least one provider");
+  for (const auto& n : names) {
+    SecretProvider p{};
+    if (n == "local") p = SecretProvider::local;
+    else if (n == "systemd") p = SecretProvider::systemd;
+    else return fail(Errc::invalid_argument, where + ": unknown provider \"" + n + "\" (local, systemd)");
+    if (std::find(out.begin(), out.end(), p) != out.end()) {
+      return fail(Errc::invalid_argument, where + ": provider " + n + " listed twice");
+    }
+    out.push_back(p);
+  }
+  return ok();
+}
+
 // Applies one scalar setting, from YAML or from the environment.
 Result<void> apply(Config& c, const std::string& section, const std::string& key, const std::string& value,
                    const std::string& where) {
@@ -202,6 +220,10 @@ Result<void> apply(Config& c, const std::string& section, const std::string& key
       c.auth.api_keys_file = value;
       return ok();
     }
+    return fail(Errc::invalid_argument, where + ": unknown key");
+  }
+  if (section == "secrets") {
+    if (key == "providers") return parse_providers(split_csv(value), where, c.secrets.providers);
     return fail(Errc::invalid_argument, where + ": unknown key");
   }
   if (section.empty() && key == "runbooks_dir") {
@@ -304,7 +326,7 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
   const YAML::Node& root = *parsed;
   try {
     if (!root.IsMap()) return fail(Errc::invalid_argument, "configuration must be a mapping");
-    if (auto r = only_keys(root, "", {"control_plane", "agent", "sandbox", "auth", "runbooks_dir"}); !r) return std::unexpected(r.error());
+    if (auto r = only_keys(root, "", {"control_plane", "agent", "sandbox", "auth", "secrets", "runbooks_dir"}); !r) return std::unexpected(r.error());
     for (const auto& kv : root) {
       const auto section = kv.first.as<std::string>();
       const YAML::Node& node = kv.second;
@@ -326,6 +348,10 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
           (key == "hide_paths" ? c.sandbox.hide_paths : c.sandbox.allow_sockets).assign(v->begin(), v->end());
+        } else if (section == "secrets" && key == "providers") {
+          auto v = get_strings(item.second, where);
+          if (!v) return std::unexpected(v.error());
+          if (auto r = parse_providers(*v, where, c.secrets.providers); !r) return std::unexpected(r.error());
         } else if (section == "auth" && key == "oauth") {
           if (!item.second.IsSequence()) return fail(Errc::invalid_argument, where + ": must be a list");
           for (std::size_t i = 0; i < item.second.size(); ++i) {
@@ -349,7 +375,7 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
   for (const auto& [name, value] : env) {
     static const std::pair<const char*, const char*> kSections[] = {
         {"DELEGATE_CONTROL_PLANE_", "control_plane"}, {"DELEGATE_AGENT_", "agent"}, {"DELEGATE_SANDBOX_", "sandbox"},
-        {"DELEGATE_AUTH_", "auth"}};
+        {"DELEGATE_AUTH_", "auth"}, {"DELEGATE_SECRETS_", "secrets"}};
     bool handled = false;
     for (const auto& [prefix, section] : kSections) {
       if (name.rfind(prefix, 0) != 0) continue;

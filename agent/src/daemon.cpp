@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include <delegate/agent/job_runner.hpp>
 #include <delegate/agent/key_cache.hpp>
 #include <delegate/agent/oauth_setup.hpp>
+#include <delegate/agent/secrets.hpp>
 #include <delegate/agent/session.hpp>
 #include <delegate/agent/spool.hpp>
 #include <delegate/agent/uploader.hpp>
@@ -53,14 +55,15 @@ struct Completion {
 
 // What every step of this agent gets from local policy: its working-directory parent,
 // its user, whether root is allowed, and the agent's own files hidden from its view.
-connectors::StepContext step_base(const Config& c) {
+connectors::StepContext step_base(const Config& c, const std::filesystem::path& credentials_dir) {
   connectors::StepContext ctx;
   ctx.work_parent = c.agent.state_dir / "work";
   ctx.step_user = sandbox::StepUser{c.sandbox.step_uid, c.sandbox.step_gid};
   ctx.allow_root = c.sandbox.allow_root_steps;
   ctx.allowed_sockets = c.sandbox.allow_sockets;
   std::vector<std::filesystem::path> hidden = {c.agent.state_dir, c.control_plane.enrollment_token_file,
-                                                c.auth.api_keys_file, c.agent.spool_key_file};
+                                                c.auth.api_keys_file, c.agent.spool_key_file, credentials_dir};
+  // The local secret store (secrets.enc, secrets.key) lives in state_dir, hidden above.
   hidden.insert(hidden.end(), c.sandbox.hide_paths.begin(), c.sandbox.hide_paths.end());
   // All of them, whether they exist yet or not: each launch covers those that exist then
   // (connectors::prepare_step), so a file created after the agent started is hidden too.
@@ -74,7 +77,7 @@ connectors::StepContext step_base(const Config& c) {
 class Daemon {
  public:
   Daemon(const Config& config, const Clock& clock, Ed25519PrivateKey key, policies::Catalog catalog,
-         std::unique_ptr<OAuthSetup> oauth, std::unique_ptr<Spool> spool)
+         std::unique_ptr<OAuthSetup> oauth, std::unique_ptr<Spool> spool, SecretResolver secrets)
       : config_(config),
         clock_(clock),
         key_(std::move(key)),
@@ -86,7 +89,8 @@ class Daemon {
         uploader_(session_, client_options_, *spool_),
         agent_stream_(key_, clock_, *spool_, DELEGATE_VERSION),
         api_keys_(config_.auth.api_keys_file),
-        step_base_(step_base(config_)) {}
+        step_base_(step_base(config_, secrets.credentials_dir())),
+        secrets_(std::move(secrets)) {}
 
   int run();
 
@@ -123,6 +127,7 @@ class Daemon {
   ApiKeyCache api_keys_;
   FilterCache filters_;
   connectors::StepContext step_base_;
+  SecretResolver secrets_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> hb_abort_{false};
@@ -387,7 +392,8 @@ void Daemon::job_thread(Json raw, policies::Job job, std::string agent_id, std::
                   policies::AuthorizerOptions{.oauth = oauth_->verifier()},
                   uploader_,
                   step_base_,
-                  filters_};
+                  filters_,
+                  &secrets_};
   const StreamKey key{deps.agent_id, job.id};
   JobResult result = run_job(raw, job, deps, *control);
   {
@@ -573,7 +579,14 @@ int run_daemon(const Config& config, const Clock& clock) {
     log::error("agent", "spool: " + spool.error().message);
     return 1;
   }
-  Daemon daemon(config, clock, std::move(*key), std::move(*catalog), std::move(*oauth), std::move(*spool));
+  const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
+  auto secrets = SecretResolver::create(config, creds != nullptr ? creds : "");
+  if (!secrets) {
+    log::error("agent", "secrets: " + secrets.error().message);
+    return 1;
+  }
+  Daemon daemon(config, clock, std::move(*key), std::move(*catalog), std::move(*oauth), std::move(*spool),
+                std::move(*secrets));
   return daemon.run();
 }
 

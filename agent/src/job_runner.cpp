@@ -5,6 +5,7 @@
 #include <delegate/audit/chain.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/log.hpp>
+#include <delegate/connectors/masker.hpp>
 #include <delegate/connectors/outputs.hpp>
 #include <delegate/connectors/step.hpp>
 #include <delegate/sandbox/seccomp.hpp>
@@ -83,6 +84,24 @@ class Recorder {
   bool spool_broken_ = false;
 };
 
+// The values of the secrets `step` references, each added to the job's masker before
+// the step can print it; `received` lists them by name and fingerprint for step.start.
+// Fails closed, naming the secret and never its value.
+Result<std::map<std::string, std::string>> resolve_secrets(const policies::Step& step, const RunnerDeps& deps,
+                                                           connectors::Masker& masker, Json& received) {
+  std::map<std::string, std::string> values;
+  for (const auto& name : step.secrets) {
+    if (deps.secrets == nullptr) return fail(Errc::not_found, "secret " + name + ": this agent has no secret providers");
+    auto v = deps.secrets->resolve(name);
+    if (!v) return std::unexpected(v.error());
+    if (v->find('\0') != std::string::npos) return fail(Errc::invalid_argument, "secret " + name + " contains a NUL byte");
+    if (auto r = masker.add(*v); !r) return fail(r.error().code, "secret " + name + " " + r.error().message);
+    received.push_back(Json{{"name", name}, {"fingerprint", deps.secrets->fingerprint(*v)}});
+    values.emplace(name, std::move(*v));
+  }
+  return values;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const sandbox::SeccompProgram>> FilterCache::get(const std::string& profile, bool network,
@@ -131,6 +150,8 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
     const auto deadline = job.timeout_s > 0 ? started + std::chrono::seconds(job.timeout_s)
                                             : std::chrono::steady_clock::time_point::max();
     const auto& steps = decision.runbook->steps;
+    // Every secret any step of the job received is masked in all later output too.
+    connectors::Masker masker;
     Json outputs = Json::object();  // {STEP: {NAME: value}} of the steps that succeeded
     for (std::size_t i = 0; i < steps.size() && status == "succeeded"; ++i) {
       const auto& step = steps[i];
@@ -147,25 +168,29 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         }
         ctx.remaining = left;
       }
-      auto prepared = connectors::prepare_step(step, i, decision.params, ctx, outputs);
+      Json received = Json::array();
+      auto secrets = resolve_secrets(step, deps, masker, received);
+      auto prepared = secrets ? connectors::prepare_step(step, i, decision.params, ctx, outputs, *secrets)
+                              : Result<connectors::PreparedStep>(std::unexpected(secrets.error()));
       auto filter = prepared ? deps.filters.get(prepared->spec.profile, prepared->spec.network,
                                                        !prepared->spec.isolation.sockets.empty())
                              : Result<std::shared_ptr<const sandbox::SeccompProgram>>(std::unexpected(prepared.error()));
       if (!prepared || !filter) {
         const auto& err = !prepared ? prepared.error() : filter.error();
         rec.add(audit::Kind::step_start, Json{{"step", step.name}, {"index", i}});
-        rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "setup_failed"}, {"error", err.message}});
+        rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "setup_failed"}, {"error", masker.mask(err.message)}});
         status = "failed";
         break;
       }
+      if (!step.secrets.empty()) prepared->audit["secrets"] = std::move(received);
       if (!rec.add(audit::Kind::step_start, prepared->audit)) {
         status = "failed";
         break;
       }
       connectors::OutputCapture capture(step);
       // Output that cannot be recorded stops the step: it must not go on unaudited.
-      auto sink = [&](sandbox::Stream stream, std::string_view chunk) {
-        if (stream == sandbox::Stream::stdout_stream) capture.feed(chunk);
+      // Secrets are masked before the record exists (and so before it is signed).
+      auto emit = [&](sandbox::Stream stream, std::string_view chunk) {
         for (std::size_t off = 0; off < chunk.size() && rec.ok(); off += audit::kMaxOutputChunk) {
           auto part = chunk.substr(off, audit::kMaxOutputChunk);
           if (!rec.add(audit::Kind::output,
@@ -176,10 +201,17 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
           }
         }
       };
+      connectors::MaskingStream masked_out(masker), masked_err(masker);
+      auto sink = [&](sandbox::Stream stream, std::string_view chunk) {
+        if (stream == sandbox::Stream::stdout_stream) capture.feed(chunk);
+        emit(stream, (stream == sandbox::Stream::stdout_stream ? masked_out : masked_err).write(chunk));
+      };
       auto outcome = sandbox::run(prepared->spec, **filter, sink, &control.cancel);
+      emit(sandbox::Stream::stdout_stream, masked_out.finish());
+      emit(sandbox::Stream::stderr_stream, masked_err.finish());
       if (!outcome) {
-        rec.add(audit::Kind::step_end,
-                Json{{"step", step.name}, {"index", i}, {"status", "agent_error"}, {"error", outcome.error().message}});
+        rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "agent_error"},
+                                            {"error", masker.mask(outcome.error().message)}});
         status = "failed";
         break;
       }
@@ -194,14 +226,23 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
                {"bytes_dropped", o.bytes_dropped},
                {"max_rss_kb", o.max_rss_kb},
                {"cpu_ms", o.cpu_ms}};
-      if (!o.error.empty()) end["error"] = o.error;
+      if (!o.error.empty()) end["error"] = masker.mask(o.error);
       // Outputs only of a step that succeeded; one that is missing or invalid fails it.
       bool outputs_failed = false;
       if (o.status == sandbox::Status::exited && o.exit_code == 0 && !step.outputs.empty()) {
         auto got = capture.finish(o.bytes_dropped > 0);
+        // An output is recorded and may reach later steps' argv: it must not carry a secret.
+        if (got) {
+          for (const auto& [name, value] : got->items()) {
+            if (value.is_string() && masker.mask(value.get<std::string>()) != value.get<std::string>()) {
+              got = fail(Errc::permission, "output " + name + " of step " + step.name + " carries a secret");
+              break;
+            }
+          }
+        }
         outputs_failed = !got;
         if (got) outputs[step.name] = end["outputs"] = std::move(*got);
-        else end["error"] = got.error().message;
+        else end["error"] = masker.mask(got.error().message);
       }
       rec.add(audit::Kind::step_end, std::move(end));
       if (!rec.ok()) {

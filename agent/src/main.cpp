@@ -21,6 +21,9 @@ constexpr const char* kUsage =
     "       delegate-agent api-key create --config FILE --id ID [--scope S]... [--role R]... [--expires RFC3339]\n"
     "       delegate-agent api-key revoke --config FILE --id ID\n"
     "       delegate-agent api-key list --config FILE\n"
+    "       delegate-agent secret set NAME --config FILE   (value read from stdin)\n"
+    "       delegate-agent secret list --config FILE\n"
+    "       delegate-agent secret delete NAME --config FILE\n"
     "       delegate-agent --help | --version\n";
 
 }  // namespace
@@ -53,6 +56,7 @@ int main(int argc, char** argv) {
     if (cmd == "check-job") return delegate::agent::cli::check_job(args);
     if (cmd == "identity") return delegate::agent::cli::identity(args);
     if (cmd == "api-key") return delegate::agent::cli::api_key(args);
+    if (cmd == "secret") return delegate::agent::cli::secret(args);
   } catch (const boost::program_options::error& e) {
     std::cerr << "delegate-agent " << cmd << ": " << e.what() << "\n";
     return 2;

@@ -20,22 +20,22 @@ SpoolKey::~SpoolKey() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
 
 namespace {
 
-Result<SpoolKey> load_key_file(const std::filesystem::path& file) {
+Result<SpoolKey> load_key_file(const std::filesystem::path& file, const std::string& what = "spool key") {
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0) {
     return fail(errno == ENOENT ? Errc::not_found : Errc::io,
-                "spool key " + file.string() + ": " + std::strerror(errno));
+                what + " " + file.string() + ": " + std::strerror(errno));
   }
-  if (!S_ISREG(st.st_mode)) return fail(Errc::invalid_argument, "spool key " + file.string() + " is not a regular file");
+  if (!S_ISREG(st.st_mode)) return fail(Errc::invalid_argument, what + " " + file.string() + " is not a regular file");
   if (st.st_mode & 077) {
     return fail(Errc::permission,
-                "spool key " + file.string() + " is accessible by group/others (mode must be 0600 or stricter)");
+                what + " " + file.string() + " is accessible by group/others (mode must be 0600 or stricter)");
   }
   auto data = read_file(file, 64);
-  if (!data) return fail(data.error().code, "spool key: " + data.error().message);
+  if (!data) return fail(data.error().code, what + ": " + data.error().message);
   if (data->size() != 32) {
     OPENSSL_cleanse(data->data(), data->size());
-    return fail(Errc::crypto, "spool key " + file.string() + " must hold exactly 32 raw bytes");
+    return fail(Errc::crypto, what + " " + file.string() + " must hold exactly 32 raw bytes");
   }
   SpoolKey k;
   std::memcpy(k.bytes.data(), data->data(), 32);
@@ -47,8 +47,12 @@ Result<SpoolKey> load_key_file(const std::filesystem::path& file) {
 
 Result<SpoolKey> load_spool_key(const std::filesystem::path& configured, const std::filesystem::path& default_file) {
   if (!configured.empty()) return load_key_file(configured);
+  return load_or_create_key(default_file, "spool key");
+}
+
+Result<SpoolKey> load_or_create_key(const std::filesystem::path& default_file, const std::string& what) {
   std::error_code ec;
-  if (std::filesystem::exists(default_file, ec)) return load_key_file(default_file);
+  if (std::filesystem::exists(default_file, ec)) return load_key_file(default_file, what);
   // Same race-free creation as the identity key: a private temporary file linked into
   // place; link() fails if another process won, and then we use the winner's key.
   SpoolKey k;
@@ -64,8 +68,8 @@ Result<SpoolKey> load_spool_key(const std::filesystem::path& configured, const s
   int err = errno;
   std::filesystem::remove(tmp, ec);
   if (rc != 0) {
-    if (err == EEXIST) return load_key_file(default_file);
-    return fail(Errc::io, "cannot create spool key " + default_file.string() + ": " + std::strerror(err));
+    if (err == EEXIST) return load_key_file(default_file, what);
+    return fail(Errc::io, "cannot create " + what + " " + default_file.string() + ": " + std::strerror(err));
   }
   // The link must be durable before anything is encrypted under the key.
   int dfd = ::open(default_file.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

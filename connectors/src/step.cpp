@@ -23,10 +23,37 @@ std::string env_name(const std::string& param) {
 
 std::string value_text(const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
+// An env value: parameters and outputs are substituted in the runbook's text between
+// secret references, never in a secret's value, and their values can never become a
+// secret reference (the references are found in the template only).
+Result<std::string> env_value(const std::string& tmpl, const Json& params, const Json& outputs,
+                              const std::map<std::string, std::string>& secrets) {
+  std::string out;
+  std::size_t last = 0;
+  const auto open = policies::kSecretRefOpen;
+  for (std::size_t pos = tmpl.find(open); pos != std::string::npos; pos = tmpl.find(open, last)) {
+    auto piece = policies::substitute(std::string_view(tmpl).substr(last, pos - last), params, outputs);
+    if (!piece) return std::unexpected(piece.error());
+    out += *piece;
+    const std::size_t close = tmpl.find('}', pos);
+    if (close == std::string::npos) return fail(Errc::invalid_argument, "malformed secret reference");
+    const std::string name = tmpl.substr(pos + open.size(), close - pos - open.size());
+    auto it = secrets.find(name);
+    if (it == secrets.end()) return fail(Errc::not_found, "secret " + name + " was not resolved");
+    out += it->second;
+    last = close + 1;
+  }
+  auto rest = policies::substitute(std::string_view(tmpl).substr(last), params, outputs);
+  if (!rest) return std::unexpected(rest.error());
+  out += *rest;
+  return out;
+}
+
 }  // namespace
 
 Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index, const Json& params,
-                                  const StepContext& ctx, const Json& outputs) {
+                                  const StepContext& ctx, const Json& outputs,
+                                  const std::map<std::string, std::string>& secrets) {
   PreparedStep out;
   sandbox::Spec& spec = out.spec;
   const auto& sb = step.sandbox;
@@ -62,7 +89,7 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
   }
   if (spec.argv.empty()) return fail(Errc::invalid_argument, "step " + step.name + " has an empty argv");
   for (const auto& [name, tmpl] : step.env) {
-    auto v = policies::substitute(tmpl, params, outputs);
+    auto v = env_value(tmpl, params, outputs, secrets);
     if (!v) return std::unexpected(v.error());
     spec.env.push_back(name + "=" + *v);
   }

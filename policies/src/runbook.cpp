@@ -363,12 +363,57 @@ bool is_control_env(std::string_view name) {
          name == "IFS" || name == "SHELLOPTS" || name == "PS4";
 }
 
+// A secret reference anywhere but an env value (argv, script text, mount paths, names)
+// would put the value where it is recorded or visible to other processes: refused.
+// At a step's root (step_root), env values are skipped: that is where secrets belong.
+void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std::string& step,
+                        bool step_root = false) {
+  if (n.IsScalar()) {
+    if (n.Scalar().find(kSecretRefOpen) != std::string::npos) {
+      yfail(path, (step.empty() ? std::string() : "step \"" + printable(step) + "\": ") +
+                      "${secrets.…} may only be used in a step's env values");
+    }
+    return;
+  }
+  if (n.IsSequence()) {
+    for (std::size_t i = 0; i < n.size(); ++i) refuse_secret_refs(n[i], yindex(path, i), step);
+  } else if (n.IsMap()) {
+    for (const auto& kv : n) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      refuse_secret_refs(kv.first, path, step);
+      if (step_root && key == "env" && kv.second.IsMap()) {
+        for (const auto& var : kv.second) refuse_secret_refs(var.first, ykey(path, key), step);
+      } else {
+        refuse_secret_refs(kv.second, ykey(path, key), step);
+      }
+    }
+  }
+}
+
+// The secret names an env value references; a malformed reference is an error.
+std::vector<std::string> secret_refs(std::string_view value, const std::string& path) {
+  std::vector<std::string> names;
+  for (std::size_t pos = value.find(kSecretRefOpen); pos != std::string_view::npos;
+       pos = value.find(kSecretRefOpen, pos)) {
+    const std::size_t begin = pos + kSecretRefOpen.size();
+    const std::size_t close = value.find('}', begin);
+    const auto name = value.substr(begin, close == std::string_view::npos ? std::string_view::npos : close - begin);
+    if (close == std::string_view::npos || !valid_secret_name(name)) {
+      yfail(path, "malformed secret reference ${secrets." + printable(name) + "}");
+    }
+    names.emplace_back(name);
+    pos = close + 1;
+  }
+  return names;
+}
+
 Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb) {
   detail::ycheck_keys(n, path, {"name", "uses", "with", "sandbox", "env"});
   Step st;
   if (!n["name"]) yfail(ykey(path, "name"), "missing");
   st.name = detail::ystring(n["name"], ykey(path, "name"));
   if (!valid_step_name(st.name)) yfail(ykey(path, "name"), "must be 1..64 printable ASCII characters");
+  refuse_secret_refs(n, path, st.name, /*step_root=*/true);
   if (!n["uses"]) yfail(ykey(path, "uses"), "missing");
   std::string uses = detail::ystring(n["uses"], ykey(path, "uses"));
   const std::string wpath = ykey(path, "with");
@@ -430,6 +475,12 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
       if (is_control_env(name) && has_ref(value)) {
         yfail(vpath, "parameters and step outputs cannot be substituted into loader/shell control variables");
       }
+      if (is_control_env(name) && value.find(kSecretRefOpen) != std::string::npos) {
+        yfail(vpath, "step \"" + printable(st.name) + "\": secrets cannot be loader/shell control variables");
+      }
+      for (auto& secret : secret_refs(value, vpath)) {
+        if (std::find(st.secrets.begin(), st.secrets.end(), secret) == st.secrets.end()) st.secrets.push_back(secret);
+      }
       st.env.emplace(name, std::move(value));
     }
   }
@@ -438,6 +489,9 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
 
 Runbook parse_root(const YAML::Node& root) {
   detail::ycheck_keys(root, "", {"name", "description", "authorize", "params", "steps"});
+  for (const char* key : {"name", "description", "authorize", "params"}) {
+    if (root[key]) refuse_secret_refs(root[key], key, "");
+  }
   Runbook rb;
   if (!root["name"]) yfail("name", "missing");
   rb.name = detail::ystring(root["name"], "name");
@@ -554,6 +608,8 @@ Result<Json> check_value(const std::string& what, const ParamSpec& spec, const J
 }
 
 }  // namespace
+
+bool valid_secret_name(std::string_view name) { return valid_param_name(name); }
 
 Result<Runbook> parse_runbook(std::string_view yaml_text) {
   if (yaml_text.size() > kMaxRunbookBytes) return fail(Errc::too_large, "runbook larger than 1 MiB");

@@ -29,6 +29,9 @@ struct OAuthIssuerConfig {
   std::string authorization_details_type = "delegate_runbook";
 };
 
+// Where `${secrets.NAME}` values come from (agent.yaml secrets.providers).
+enum class SecretProvider { local, systemd };
+
 struct Config {
   struct ControlPlane {
     std::string url;                                // https:// only
@@ -70,6 +73,10 @@ struct Config {
     std::vector<OAuthIssuerConfig> oauth;
     std::filesystem::path api_keys_file;
   } auth;
+  struct Secrets {
+    // Tried in this order; the first that has the name wins. Default: the local store.
+    std::vector<SecretProvider> providers{SecretProvider::local};
+  } secrets;
   std::filesystem::path runbooks_dir = "/etc/delegate/runbooks";
 };
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <tuple>
 
+#include <delegate/agent/secrets.hpp>
 #include <delegate/agent/uploader.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/connectors/step.hpp>
@@ -59,6 +60,8 @@ struct RunnerDeps {
   // Working-directory parent and the local sandbox policy (step user, hidden paths, root).
   connectors::StepContext step_base;
   FilterCache& filters;
+  // Where `${secrets.NAME}` values come from; null: a step that references one fails.
+  const SecretResolver* secrets = nullptr;
 };
 
 // The job's id must already be known valid (parse_job succeeded).

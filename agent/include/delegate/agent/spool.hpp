@@ -41,6 +41,9 @@ struct SpoolKey {
 // created race-free (mode 0600) on first start.
 [[nodiscard]] Result<SpoolKey> load_spool_key(const std::filesystem::path& configured,
                                               const std::filesystem::path& default_file);
+// The same for any 32-byte private key of the agent's (`what` names it in errors):
+// loaded from `file`, or created race-free (0600) when absent.
+[[nodiscard]] Result<SpoolKey> load_or_create_key(const std::filesystem::path& file, const std::string& what);
 
 struct StreamKey {
   std::string agent;

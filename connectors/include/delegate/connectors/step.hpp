@@ -4,6 +4,7 @@
 // a shell string.
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include <delegate/common/error.hpp>
@@ -38,9 +39,12 @@ struct PreparedStep {
 // degraded isolation.
 // `outputs` holds the recorded outputs of the steps before this one, {STEP: {NAME: value}}
 // (substituted like parameters; a script step also gets each as STEP_<STEP>_<NAME>).
+// `secrets`: the values of the secrets the step references (step.secrets), already
+// resolved; they become env values only, and a reference without a value is an error.
 [[nodiscard]] Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                                                 const Json& params, const StepContext& ctx,
-                                                const Json& outputs = Json::object());
+                                                const Json& outputs = Json::object(),
+                                                const std::map<std::string, std::string>& secrets = {});
 
 // The canonical text of a step kind, for records.
 [[nodiscard]] std::string_view to_string(policies::StepKind kind);

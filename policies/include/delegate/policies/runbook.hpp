@@ -72,7 +72,10 @@ struct Step {
   // command: argv template; script: interpreter argv (default ["/bin/sh"]) + script text.
   std::vector<std::string> argv;
   std::string script;
-  std::map<std::string, std::string> env;  // values may reference ${params.x}, ${steps.s.outputs.y}
+  // values may reference ${params.x}, ${steps.s.outputs.y} and ${secrets.NAME}
+  std::map<std::string, std::string> env;
+  // Names of the secrets the env values reference: the step receives only these.
+  std::vector<std::string> secrets;
   StepSandbox sandbox;
   std::map<std::string, OutputSpec> outputs;  // with.outputs
 };
@@ -89,6 +92,12 @@ struct Runbook {
   std::map<std::string, ParamSpec> params;
   std::vector<Step> steps;
 };
+
+// "${secrets." opens a secret reference; it is allowed only in a step's env values.
+inline constexpr std::string_view kSecretRefOpen = "${secrets.";
+
+// Secret names, like parameter names: [A-Za-z_][A-Za-z0-9_]{0,63}.
+[[nodiscard]] bool valid_secret_name(std::string_view name);
 
 [[nodiscard]] Result<Runbook> parse_runbook(std::string_view yaml_text);
 
