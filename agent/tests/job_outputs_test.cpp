@@ -15,6 +15,8 @@
 #include <delegate/policies/job.hpp>
 #include <delegate/policies/runbook.hpp>
 
+#include "runner_fixture.hpp"
+
 namespace delegate::agent {
 namespace {
 
@@ -45,24 +47,8 @@ class KeepingSink final : public RecordSink {
   std::vector<audit::Record> records;
 };
 
-class JobOutputsTest : public ::testing::Test {
+class JobOutputsTest : public testing::RunnerFixture {
  protected:
-  void SetUp() override {
-    work_ = fs::temp_directory_path() / ("delegate-jo-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(work_ / "work");
-    auto key = keys_.create("ops", {"runbooks:execute"}, {}, std::nullopt, clock_.now());
-    ASSERT_TRUE(key) << key.error().message;
-    api_key_ = *key;
-    auto ident = Ed25519PrivateKey::generate();
-    ASSERT_TRUE(ident);
-    ident_ = std::make_unique<Ed25519PrivateKey>(std::move(*ident));
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(work_, ec);
-  }
-
   // A runbook whose step `first` runs `script` (a /bin/sh script) declaring
   // `outputs_yaml`, then a step `second` that echoes ${steps.first.outputs.v}.
   JobResult run(const std::string& script, const std::string& outputs_yaml, KeepingSink& sink,
@@ -75,25 +61,8 @@ class JobOutputsTest : public ::testing::Test {
     EXPECT_TRUE(rb) << rb.error().message;
     if (!rb) return {};
     catalog_.add(std::move(*rb));
-    const Json raw{{"id", "job_1"}, {"runbook", "flow"}, {"params", Json::object()},
-                   {"authorization", {{"type", "api_key"}, {"key", api_key_}}}};
-    auto job = policies::parse_job(raw);
-    EXPECT_TRUE(job) << job.error().message;
-    connectors::StepContext ctx;
-    ctx.work_parent = work_ / "work";
-    RunnerDeps deps{*ident_, clock_, "agt_1", catalog_, std::make_shared<const policies::ApiKeyStore>(keys_),
-                    policies::AuthorizerOptions{}, sink, ctx, filters_};
-    JobControl control;
-    return run_job(raw, *job, deps, control);
+    return RunnerFixture::run(job_json("flow", Json::object()), sink);
   }
-
-  fs::path work_;
-  FixedClock clock_{std::chrono::system_clock::now()};
-  policies::Catalog catalog_;
-  policies::ApiKeyStore keys_;
-  std::string api_key_;
-  std::unique_ptr<Ed25519PrivateKey> ident_;
-  FilterCache filters_;
 };
 
 TEST_F(JobOutputsTest, TheNextStepGetsTheValueFromStdoutOnly) {

@@ -15,6 +15,8 @@
 #include <delegate/policies/job.hpp>
 #include <delegate/policies/runbook.hpp>
 
+#include "runner_fixture.hpp"
+
 namespace delegate::agent {
 namespace {
 
@@ -37,12 +39,10 @@ class ScriptedSink final : public RecordSink {
   std::size_t fail_at_;
 };
 
-class JobRunnerTest : public ::testing::Test {
+class JobRunnerTest : public testing::RunnerFixture {
  protected:
   void SetUp() override {
-    work_ = fs::temp_directory_path() / ("delegate-jr-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(work_ / "work");
+    RunnerFixture::SetUp();
     // The step writes a marker into a directory it is granted: proof that it ran.
     marker_dir_ = work_ / "out";
     fs::create_directories(marker_dir_);
@@ -58,45 +58,12 @@ class JobRunnerTest : public ::testing::Test {
         (marker_dir_ / "ran").string() + "]}\n    sandbox: {rw: [" + marker_dir_.string() + "]}\n");
     ASSERT_TRUE(rb) << rb.error().message;
     catalog_.add(std::move(*rb));
-    auto key = keys_.create("ops", {"runbooks:execute"}, {}, std::nullopt, clock_.now());
-    ASSERT_TRUE(key) << key.error().message;
-    api_key_ = *key;
-    auto ident = Ed25519PrivateKey::generate();
-    ASSERT_TRUE(ident);
-    ident_ = std::make_unique<Ed25519PrivateKey>(std::move(*ident));
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(work_, ec);
   }
 
-  Json job_json(const Json& params) const {
-    return Json{{"id", "job_1"},
-                {"runbook", "touch"},
-                {"params", params},
-                {"authorization", {{"type", "api_key"}, {"key", api_key_}}}};
-  }
-
-  JobResult run(const Json& raw, ScriptedSink& sink) {
-    auto job = policies::parse_job(raw);
-    EXPECT_TRUE(job) << job.error().message;
-    connectors::StepContext ctx;
-    ctx.work_parent = work_ / "work";
-    RunnerDeps deps{*ident_, clock_, "agt_1", catalog_, std::make_shared<const policies::ApiKeyStore>(keys_),
-                    policies::AuthorizerOptions{}, sink, ctx, filters_};
-    JobControl control;
-    return run_job(raw, *job, deps, control);
-  }
-
+  Json job_json(const Json& params) const { return RunnerFixture::job_json("touch", params); }
   bool step_ran() const { return fs::exists(marker_dir_ / "ran"); }
 
-  fs::path work_, marker_dir_;
-  FixedClock clock_{std::chrono::system_clock::now()};
-  policies::Catalog catalog_;
-  policies::ApiKeyStore keys_;
-  std::string api_key_;
-  std::unique_ptr<Ed25519PrivateKey> ident_;
-  FilterCache filters_;
+  fs::path marker_dir_;
 };
 
 TEST_F(JobRunnerTest, PositiveControlTheStepRunsWhenEveryRecordIsSpooled) {
