@@ -142,6 +142,7 @@ void FakeControlPlane::serve(int fd) {
             value.erase(0, value.find_first_not_of(' '));
             if (name == "content-length") length = std::stoul(value);
             if (name == "authorization") req.authorization = value;
+            req.headers[name] = value;
           }
           pos = next;
         }
@@ -160,8 +161,9 @@ void FakeControlPlane::serve(int fd) {
       }
       const FakeAnswer a = handler_(req);
       std::string out = "HTTP/1.1 " + std::to_string(a.status) + " " + reason(a.status) +
-                        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(a.body.size()) +
-                        "\r\n\r\n" + a.body;
+                        "\r\nContent-Type: " + a.content_type + "\r\n";
+      for (const auto& [name, value] : a.headers) out += name + ": " + value + "\r\n";
+      out += "Content-Length: " + std::to_string(a.body.size()) + "\r\n\r\n" + a.body;
       if (!write_all(ssl, out)) break;
     }
   }

@@ -20,12 +20,15 @@ struct FakeRequest {
   std::string method;
   std::string target;
   std::string authorization;
+  std::map<std::string, std::string> headers;  // every header, names lower-cased
   std::string body;
 };
 
 struct FakeAnswer {
   int status = 200;
   std::string body = "{}";
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
 };
 
 class FakeControlPlane {
