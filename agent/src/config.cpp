@@ -1,4 +1,6 @@
 #include <delegate/agent/config.hpp>
+
+#include <delegate/egress/address_policy.hpp>
 #include <pwd.h>
 
 #include <yaml-cpp/yaml.h>
@@ -209,6 +211,12 @@ Result<void> apply(Config& c, const std::string& section, const std::string& key
     } else if (key == "allow_sockets") {
       c.sandbox.allow_sockets.clear();
       for (const auto& p : split_csv(value)) c.sandbox.allow_sockets.emplace_back(p);
+    } else if (key == "allow_host_network") {
+      auto b = parse_bool(value, where);
+      if (!b) return std::unexpected(b.error());
+      c.sandbox.allow_host_network = *b;
+    } else if (key == "egress_allow_cidrs") {
+      c.sandbox.egress_allow_cidrs = split_csv(value);
     } else {
       return fail(Errc::invalid_argument, where + ": unknown key");
     }
@@ -268,6 +276,11 @@ Result<void> validate(const Config& c) {
   }
   for (const auto& p : c.sandbox.allow_sockets) {
     if (!p.is_absolute()) return fail(Errc::invalid_argument, "sandbox.allow_sockets: " + p.string() + " is not absolute");
+  }
+  for (const auto& cidr : c.sandbox.egress_allow_cidrs) {
+    if (auto r = egress::parse_cidr(cidr); !r) {
+      return fail(Errc::invalid_argument, "sandbox.egress_allow_cidrs: " + cidr + ": " + r.error().message);
+    }
   }
   if (c.auth.api_keys_file.empty() && c.auth.oauth.empty()) {
     return fail(Errc::invalid_argument, "auth: configure api_keys_file and/or oauth issuers (no job could ever be authorised)");
@@ -348,6 +361,10 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
           (key == "hide_paths" ? c.sandbox.hide_paths : c.sandbox.allow_sockets).assign(v->begin(), v->end());
+        } else if (section == "sandbox" && key == "egress_allow_cidrs") {
+          auto v = get_strings(item.second, where);
+          if (!v) return std::unexpected(v.error());
+          c.sandbox.egress_allow_cidrs = *v;
         } else if (section == "secrets" && key == "providers") {
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());

@@ -61,6 +61,7 @@ connectors::StepContext step_base(const Config& c, const std::filesystem::path& 
   ctx.step_user = sandbox::StepUser{c.sandbox.step_uid, c.sandbox.step_gid};
   ctx.allow_root = c.sandbox.allow_root_steps;
   ctx.allowed_sockets = c.sandbox.allow_sockets;
+  ctx.allow_host_network = c.sandbox.allow_host_network;
   std::vector<std::filesystem::path> hidden = {c.agent.state_dir, c.control_plane.enrollment_token_file,
                                                 c.auth.api_keys_file, c.agent.spool_key_file, credentials_dir};
   // The local secret store (secrets.enc, secrets.key) lives in state_dir, hidden above.
@@ -72,6 +73,15 @@ connectors::StepContext step_base(const Config& c, const std::filesystem::path& 
     if (!p.empty()) ctx.hidden.push_back(std::filesystem::absolute(p, ec));
   }
   return ctx;
+}
+
+// sandbox.egress_allow_cidrs, validated when the configuration loaded.
+std::vector<egress::Cidr> egress_cidrs(const Config& c) {
+  std::vector<egress::Cidr> out;
+  for (const auto& text : c.sandbox.egress_allow_cidrs) {
+    if (auto cidr = egress::parse_cidr(text)) out.push_back(*cidr);
+  }
+  return out;
 }
 
 class Daemon {
@@ -393,7 +403,8 @@ void Daemon::job_thread(Json raw, policies::Job job, std::string agent_id, std::
                   uploader_,
                   step_base_,
                   filters_,
-                  &secrets_};
+                  &secrets_,
+                  egress_cidrs(config_)};
   const StreamKey key{deps.agent_id, job.id};
   JobResult result = run_job(raw, job, deps, *control);
   {

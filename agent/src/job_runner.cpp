@@ -1,5 +1,6 @@
 #include <delegate/agent/job_runner.hpp>
 
+#include <mutex>
 #include <optional>
 
 #include <delegate/audit/chain.hpp>
@@ -9,6 +10,8 @@
 #include <delegate/connectors/outputs.hpp>
 #include <delegate/connectors/step.hpp>
 #include <delegate/sandbox/seccomp.hpp>
+
+#include "step_egress.hpp"
 
 namespace delegate::agent {
 namespace {
@@ -40,6 +43,8 @@ std::string_view credential_type(policies::CredentialType t) {
 // chain stay intact, but the recorder is then failed and the job stops before anything
 // else runs. A record that cannot be spooled fails it too (and later records are not
 // even attempted: the chain would have a hole).
+// Thread-safe: the egress proxy records net.connect from its own threads while the
+// step's output is recorded on the launching thread.
 class Recorder {
  public:
   Recorder(const RunnerDeps& deps, const std::string& job)
@@ -47,6 +52,7 @@ class Recorder {
 
   // False once any record could not be created faithfully or spooled.
   bool add(audit::Kind kind, Json data) {
+    std::lock_guard lock(mu_);
     if (spool_broken_) return false;
     auto rec = writer_.append(kind, std::move(data));
     if (!rec) {
@@ -67,9 +73,13 @@ class Recorder {
       spool_broken_ = true;
       fail("cannot spool audit record: " + r.error().message);
     }
-    return ok();
+    return failure_.empty();
   }
-  [[nodiscard]] bool ok() const { return failure_.empty(); }
+  [[nodiscard]] bool ok() const {
+    std::lock_guard lock(mu_);
+    return failure_.empty();
+  }
+  // The rest is read on the job's thread once no step (and so no proxy) runs.
   [[nodiscard]] const std::string& failure() const { return failure_; }
   [[nodiscard]] std::uint64_t count() const { return writer_.next_seq(); }
   [[nodiscard]] const std::string& last_hash() const { return writer_.last_hash(); }
@@ -82,6 +92,7 @@ class Recorder {
   RecordSink& sink_;
   std::string failure_;
   bool spool_broken_ = false;
+  mutable std::mutex mu_;
 };
 
 // The values of the secrets `step` references, each added to the job's masker before
@@ -172,11 +183,16 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
       auto secrets = resolve_secrets(step, deps, masker, received);
       auto prepared = secrets ? connectors::prepare_step(step, i, decision.params, ctx, outputs, *secrets)
                               : Result<connectors::PreparedStep>(std::unexpected(secrets.error()));
-      auto filter = prepared ? deps.filters.get(prepared->spec.profile, prepared->spec.network,
-                                                       !prepared->spec.isolation.sockets.empty())
+      // A step with egress needs IP sockets, in a namespace where only the proxy answers.
+      auto filter = prepared ? deps.filters.get(prepared->spec.profile,
+                                                prepared->spec.network || !step.sandbox.egress.empty(),
+                                                !prepared->spec.isolation.sockets.empty())
                              : Result<std::shared_ptr<const sandbox::SeccompProgram>>(std::unexpected(prepared.error()));
-      if (!prepared || !filter) {
-        const auto& err = !prepared ? prepared.error() : filter.error();
+      auto step_egress = filter ? StepEgress::start(step, prepared->spec, deps.egress_allow_cidrs, masker,
+                                                    [&](Json d) { return rec.add(audit::Kind::net_connect, std::move(d)); })
+                                : Result<std::unique_ptr<StepEgress>>(std::unexpected(filter.error()));
+      if (!step_egress) {
+        const auto& err = step_egress.error();
         rec.add(audit::Kind::step_start, Json{{"step", step.name}, {"index", i}});
         rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "setup_failed"}, {"error", masker.mask(err.message)}});
         status = "failed";
@@ -207,6 +223,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         emit(stream, (stream == sandbox::Stream::stdout_stream ? masked_out : masked_err).write(chunk));
       };
       auto outcome = sandbox::run(prepared->spec, **filter, sink, &control.cancel);
+      step_egress->reset();  // the step is gone: every tunnel and the namespace with it
       emit(sandbox::Stream::stdout_stream, masked_out.finish());
       emit(sandbox::Stream::stderr_stream, masked_err.finish());
       if (!outcome) {

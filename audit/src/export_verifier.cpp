@@ -194,6 +194,7 @@ std::optional<RecordFault> ExportVerifier::check_agent_record(const Record& r) {
     case Kind::step_start:
     case Kind::output:
     case Kind::step_end:
+    case Kind::net_connect:
     case Kind::job_end:
       // ChainVerifier already refuses job kinds in the agent stream.
       return make_fault(Fault::misplaced_kind, r.seq, "kind " + std::string(to_string(r.kind)) + " in the agent stream");

@@ -14,7 +14,7 @@ namespace {
 
 constexpr std::array kAllKinds = {
     Kind::job_received, Kind::authz_decision, Kind::step_start, Kind::output,      Kind::step_end,
-    Kind::job_end,      Kind::checkpoint,     Kind::agent_start, Kind::agent_stop,
+    Kind::job_end,      Kind::checkpoint,     Kind::agent_start, Kind::agent_stop,  Kind::net_connect,
 };
 
 constexpr std::array<const char*, 10> kMembers = {"v",    "agent", "job",  "seq",  "ts",
@@ -55,6 +55,7 @@ std::string_view to_string(Kind k) {
     case Kind::checkpoint: return "checkpoint";
     case Kind::agent_start: return "agent.start";
     case Kind::agent_stop: return "agent.stop";
+    case Kind::net_connect: return "net.connect";
   }
   return "unknown";  // unreachable for valid enumerators; -Wswitch flags new ones
 }

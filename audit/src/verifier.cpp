@@ -24,6 +24,7 @@ bool is_agent_stream_kind(Kind k) {
     case Kind::step_start:
     case Kind::output:
     case Kind::step_end:
+    case Kind::net_connect:
     case Kind::job_end:
       return false;
   }

@@ -110,6 +110,11 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                                       " asks to run as root, which this agent's policy does not allow "
                                       "(sandbox.allow_root_steps)");
   }
+  if (sb.network && !ctx.allow_host_network) {
+    return fail(Errc::permission, "step " + step.name +
+                                      " asks for the host's network (network: true), which this agent's policy does "
+                                      "not allow (sandbox.allow_host_network); use sandbox.egress instead");
+  }
   auto& iso = spec.isolation;
   // A host socket needs both halves: the runbook asks for it, the agent's policy lists
   // it. Compared after resolving symlinks, so neither side can name it by an alias.
@@ -192,6 +197,7 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                          {"rw", sb.rw},
                          {"hide", sb.hide},
                          {"sockets", sb.sockets},
+                         {"egress", sb.egress},
                          {"isolation", sandbox::describe(*plan)}}}};
   return out;
 }

@@ -226,7 +226,9 @@ TEST(PrepareStepSandbox, StepStartRecordsTheSandbox) {
   s.sandbox.hide = {"/etc/nginx/private"};
   s.sandbox.network = true;
   s.sandbox.profile = "network";
-  auto p = prepare_step(s, 3, Json{{"service", "x"}}, policy_context());
+  auto ctx = policy_context();
+  ctx.allow_host_network = true;  // the host's network is the agent's choice
+  auto p = prepare_step(s, 3, Json{{"service", "x"}}, ctx);
   ASSERT_TRUE(p) << p.error().message;
   const Json& sb = p->audit["sandbox"];
   EXPECT_EQ(p->audit["index"], 3);
@@ -238,6 +240,7 @@ TEST(PrepareStepSandbox, StepStartRecordsTheSandbox) {
   // Only what the runbook asked for: the agent's own hidden paths are not recorded.
   EXPECT_EQ(sb["hide"], Json::array({"/etc/nginx/private"}));
   EXPECT_EQ(sb["sockets"], Json::array());
+  EXPECT_EQ(sb["egress"], Json::array());
   // The isolation as literal values: every namespace but net (network: true shares the
   // host's), the policy's step user (an unprivileged agent can only map itself), the
   // cgroup controllers this host offers, no socket, nothing degraded.
@@ -359,6 +362,38 @@ TEST(PrepareStepSandbox, StepStartDefaultsForAPlainStep) {
   const auto& ns = sb["isolation"]["namespaces"];
   EXPECT_NE(std::find(ns.begin(), ns.end(), Json("net")), ns.end()) << ns.dump();
   EXPECT_EQ(sb["isolation"]["user"]["root"], false);
+}
+
+}  // namespace
+}  // namespace delegate::connectors
+
+namespace delegate::connectors {
+namespace {
+
+// network: true shares the host's namespace, bypassing any egress control: only an agent
+// whose policy says so runs such a step.
+TEST(PrepareStepSandbox, HostNetworkNeedsTheAgentsPolicy) {
+  auto s = sandboxed_step();
+  s.sandbox.network = true;
+  s.sandbox.profile = "network";
+  auto refused = prepare_step(s, 0, Json{{"service", "x"}}, policy_context());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::permission);
+  EXPECT_NE(refused.error().message.find("sandbox.allow_host_network"), std::string::npos) << refused.error().message;
+  auto ctx = policy_context();
+  ctx.allow_host_network = true;
+  auto allowed = prepare_step(s, 0, Json{{"service", "x"}}, ctx);
+  EXPECT_TRUE(allowed) << allowed.error().message;
+}
+
+TEST(PrepareStepSandbox, StepStartRecordsTheEgressAllowlist) {
+  auto s = sandboxed_step();
+  s.sandbox.egress = {"api.example.com:443", "10.0.0.5:8443"};
+  s.sandbox.profile = "network";
+  auto p = prepare_step(s, 0, Json{{"service", "x"}}, policy_context());
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->audit["sandbox"]["egress"], Json::array({"api.example.com:443", "10.0.0.5:8443"}));
+  EXPECT_FALSE(p->spec.network);
 }
 
 }  // namespace

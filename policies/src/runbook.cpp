@@ -9,6 +9,7 @@
 
 #include <delegate/common/fs.hpp>
 
+#include "runbook_egress.hpp"
 #include "yaml_util.hpp"
 
 namespace delegate::policies {
@@ -300,7 +301,7 @@ void check_shell_string(const std::vector<std::string>& argv, const std::string&
 
 StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
   detail::ycheck_keys(n, path, {"profile", "network", "timeout_s", "memory_mb", "cpu_s", "pids", "output_kb",
-                                "cpu_percent", "root", "allow_degraded", "ro", "rw", "hide", "sockets"});
+                                "cpu_percent", "root", "allow_degraded", "ro", "rw", "hide", "sockets", "egress"});
   StepSandbox s;
   auto u32 = [&](const char* key, std::int64_t hi) {
     return static_cast<std::uint32_t>(detail::yint_range(n[key], ykey(path, key), 1, hi));
@@ -313,6 +314,14 @@ StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
   // A step that asks for the network wants the profile that allows IP sockets, unless
   // it names one itself.
   if (s.network && !n["profile"]) s.profile = "network";
+  if (n["egress"]) {
+    s.egress = detail::parse_egress(n["egress"], ykey(path, "egress"));
+    // Host networking would bypass the proxy: the two cannot be combined.
+    if (s.network) yfail(ykey(path, "egress"), "cannot be combined with network: true");
+    // Only the proxy on the namespace's loopback is reachable, but the step needs IP
+    // sockets to talk to it.
+    if (!s.egress.empty() && !n["profile"]) s.profile = "network";
+  }
   if (n["cpu_percent"]) s.cpu_percent = u32("cpu_percent", 100000);
   if (n["root"]) s.root = detail::ybool(n["root"], ykey(path, "root"));
   if (n["allow_degraded"]) s.allow_degraded = detail::ybool(n["allow_degraded"], ykey(path, "allow_degraded"));

@@ -173,12 +173,17 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
 
   // A network namespace made ahead of time keeps its creation off this path; the child
   // is cloned while this thread stands in it. Without one, clone() creates it.
+  // A namespace the caller prepared (Spec::netns_fd) is joined the same way.
   unsigned long flags = clone_flags(*iso);
+  if (spec.netns_fd >= 0 && !(iso->net_ns && host.is_root)) {
+    return early_outcome(Status::setup_failed,
+                         "a prepared network namespace needs a root agent and a step without host networking", *iso);
+  }
   std::optional<UniqueFd> pooled;
-  if (iso->net_ns && host.is_root) pooled = NetnsPool::instance().take();
+  if (iso->net_ns && host.is_root && spec.netns_fd < 0) pooled = NetnsPool::instance().take();
   std::optional<ThreadNetns> in_netns;
-  if (pooled) {
-    in_netns.emplace(pooled->get(), NetnsPool::instance().home());
+  if (pooled || spec.netns_fd >= 0) {
+    in_netns.emplace(pooled ? pooled->get() : spec.netns_fd, NetnsPool::instance().home());
     if (!in_netns->entered()) {
       return early_outcome(Status::setup_failed, errno_message("setns into a fresh network namespace", in_netns->error()),
                            *iso);

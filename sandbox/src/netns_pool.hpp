@@ -34,10 +34,12 @@ class NetnsPool {
   // The agent's own network namespace, to return the launching thread to.
   [[nodiscard]] int home() const { return home_.get(); }
 
+  // Creates one on the calling thread, which ends up back in `home`.
+  [[nodiscard]] static Result<UniqueFd> make_one(int home);
+
  private:
   NetnsPool();
   void refill(std::stop_token stop);
-  [[nodiscard]] static Result<UniqueFd> make_one(int home);
 
   static constexpr std::size_t kReady = 4;
   UniqueFd home_;

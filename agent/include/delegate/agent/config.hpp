@@ -67,6 +67,12 @@ struct Config {
     // a step gets only those it asks for that are listed here. Empty: none, and no
     // step can create a Unix socket at all.
     std::vector<std::filesystem::path> allow_sockets;
+    // Lets runbook steps that say `sandbox: {network: true}` share the host's network
+    // namespace (no egress control at all). Off: such steps fail closed.
+    bool allow_host_network = false;
+    // Address ranges the egress proxy may connect to although they are loopback,
+    // private, link-local, ... (docs/egress.md). Empty: public addresses only.
+    std::vector<std::string> egress_allow_cidrs;
   } sandbox;
   struct Auth {
     std::uint32_t clock_skew_s = 60;

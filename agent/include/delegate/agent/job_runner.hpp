@@ -13,6 +13,7 @@
 #include <delegate/agent/uploader.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/connectors/step.hpp>
+#include <delegate/egress/address_policy.hpp>
 #include <delegate/common/json.hpp>
 #include <delegate/common/time.hpp>
 #include <delegate/policies/authorizer.hpp>
@@ -62,6 +63,8 @@ struct RunnerDeps {
   FilterCache& filters;
   // Where `${secrets.NAME}` values come from; null: a step that references one fails.
   const SecretResolver* secrets = nullptr;
+  // sandbox.egress_allow_cidrs: internal ranges the egress proxy may still connect to.
+  std::vector<egress::Cidr> egress_allow_cidrs = {};
 };
 
 // The job's id must already be known valid (parse_job succeeded).

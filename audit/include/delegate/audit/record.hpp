@@ -30,6 +30,7 @@ enum class Kind {
   checkpoint,      // agent stream: jobs finished since the previous checkpoint
   agent_start,     // agent stream: boot id
   agent_stop,      // agent stream
+  net_connect,     // a step's egress attempt: host, port, address, allowed, reason
 };
 
 [[nodiscard]] std::string_view to_string(Kind k);

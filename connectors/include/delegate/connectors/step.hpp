@@ -26,6 +26,9 @@ struct StepContext {
   // Host Unix sockets a step may be granted (sandbox.allow_sockets): a step gets a
   // socket only when it asks for it and it is listed here.
   std::vector<std::filesystem::path> allowed_sockets;
+  // Whether a step may share the host's network namespace (`network: true`,
+  // sandbox.allow_host_network). Off: such a step fails before it runs.
+  bool allow_host_network = false;
 };
 
 struct PreparedStep {
@@ -34,8 +37,8 @@ struct PreparedStep {
 };
 
 // Fails (and the step must not run) when the runbook asks for something the local
-// policy or the host cannot give: root without allow_root, a host socket that is not
-// in allowed_sockets, or isolation the host lacks when the step does not allow
+// policy or the host cannot give: root without allow_root, the host's network without
+// allow_host_network, a host socket that is not in allowed_sockets, or isolation the host lacks when the step does not allow
 // degraded isolation.
 // `outputs` holds the recorded outputs of the steps before this one, {STEP: {NAME: value}}
 // (substituted like parameters; a script step also gets each as STEP_<STEP>_<NAME>).

@@ -47,6 +47,9 @@ struct StepSandbox {
   // Host Unix sockets the step needs (e.g. /run/systemd/private); each must also be in
   // the agent's sandbox.allow_sockets, or the step fails before it runs.
   std::vector<std::string> sockets;
+  // host:port pairs (canonical) the step may reach through the agent's egress proxy; the
+  // step then runs in a namespace whose only way out is that proxy (docs/egress.md).
+  std::vector<std::string> egress;
 };
 
 // A step output: a typed value taken from the step's stdout after it exits 0, for later

@@ -41,6 +41,10 @@ struct Spec {
   std::vector<std::string> env;
   std::string profile = "default";
   bool network = false;
+  // A network namespace the caller prepared (sandbox::StepNetns), joined instead of a
+  // fresh one, so the caller can have its own sockets in it (the egress proxy's
+  // listener). Not owned; root agents only, and never with `network`.
+  int netns_fd = -1;
   Limits limits;
   // A fresh private working directory is created below this and removed afterwards.
   std::filesystem::path work_parent = "/tmp";
