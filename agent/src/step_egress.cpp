@@ -8,10 +8,10 @@ namespace delegate::agent {
 
 Json net_connect_data(const std::string& step, const egress::ConnectEvent& ev, const connectors::Masker& masker) {
   Json d{{"step", step},
-         {"host", ev.target ? masker.mask(ev.target->host) : Json(nullptr)},
+         {"host", ev.target ? Json(masker.mask(ev.target->host)) : Json(nullptr)},
          {"port", ev.target ? Json(ev.target->port) : Json(nullptr)},
          {"allowed", ev.verdict == egress::Verdict::allowed},
-         {"reason", egress::to_string(ev.verdict)}};
+         {"reason", std::string(egress::to_string(ev.verdict))}};
   if (ev.address) d["address"] = *ev.address;
   if (!ev.detail.empty()) d["detail"] = masker.mask(ev.detail);
   return d;

@@ -283,6 +283,29 @@ TEST(ConfigSandbox, AllowSocketsFromYamlListAndEnvironmentCsv) {
   EXPECT_NE(error_of(with_sandbox("  allow_sockets: /run/x.sock\n")).find("sandbox.allow_sockets"), std::string::npos);
 }
 
+// The host's network and internal egress ranges are the operator's choice; both off
+// unless configured, and a range must be a real CIDR.
+TEST(ConfigSandbox, HostNetworkAndEgressAllowCidrs) {
+  auto none = parse_config(with_sandbox("  allow_root_steps: false\n"), {});
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_FALSE(none->sandbox.allow_host_network);
+  EXPECT_TRUE(none->sandbox.egress_allow_cidrs.empty());
+  auto set = parse_config(with_sandbox("  allow_host_network: true\n  egress_allow_cidrs: [10.20.0.0/16, \"fd00::/8\"]\n"), {});
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_TRUE(set->sandbox.allow_host_network);
+  EXPECT_EQ(set->sandbox.egress_allow_cidrs, (std::vector<std::string>{"10.20.0.0/16", "fd00::/8"}));
+  auto env = parse_config(with_sandbox(""), {{"DELEGATE_SANDBOX_EGRESS_ALLOW_CIDRS", "127.0.0.0/8"},
+                                             {"DELEGATE_SANDBOX_ALLOW_HOST_NETWORK", "true"}});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->sandbox.egress_allow_cidrs, (std::vector<std::string>{"127.0.0.0/8"}));
+  EXPECT_TRUE(env->sandbox.allow_host_network);
+  auto bad = error_of(with_sandbox("  egress_allow_cidrs: [10.1.2.3/8]\n"));
+  EXPECT_NE(bad.find("sandbox.egress_allow_cidrs: 10.1.2.3/8: host bits set after the prefix"), std::string::npos) << bad;
+  EXPECT_NE(error_of(with_sandbox("  egress_allow_cidrs: [example.com]\n")).find("sandbox.egress_allow_cidrs"),
+            std::string::npos);
+  EXPECT_NE(error_of(with_sandbox("  allow_host_network: maybe\n")).find("sandbox.allow_host_network"), std::string::npos);
+}
+
 TEST(ConfigSandbox, UnknownKeysAndVariablesAreErrors) {
   auto key = error_of(with_sandbox("  step_users: nobody\n"));
   EXPECT_NE(key.find("sandbox.step_users: unknown key"), std::string::npos) << key;
