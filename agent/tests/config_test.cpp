@@ -294,7 +294,7 @@ TEST(ConfigSandbox, HostNetworkAndEgressAllowCidrs) {
   ASSERT_TRUE(set) << set.error().message;
   EXPECT_TRUE(set->sandbox.allow_host_network);
   EXPECT_EQ(set->sandbox.egress_allow_cidrs, (std::vector<std::string>{"10.20.0.0/16", "fd00::/8"}));
-  auto env = parse_config(with_sandbox(""), {{"DELEGATE_SANDBOX_EGRESS_ALLOW_CIDRS", "127.0.0.0/8"},
+  auto env = parse_config(with_sandbox("  allow_root_steps: false\n"), {{"DELEGATE_SANDBOX_EGRESS_ALLOW_CIDRS", "127.0.0.0/8"},
                                              {"DELEGATE_SANDBOX_ALLOW_HOST_NETWORK", "true"}});
   ASSERT_TRUE(env) << env.error().message;
   EXPECT_EQ(env->sandbox.egress_allow_cidrs, (std::vector<std::string>{"127.0.0.0/8"}));
