@@ -110,6 +110,10 @@ struct Proxy::Impl {
   bool conclude(int client, ConnectEvent ev);
   Result<Fd> connect_checked(const std::vector<IpAddress>& addrs, std::uint16_t port, std::string& tried);
   void reap(bool all);
+  [[nodiscard]] bool stopping() const {
+    pollfd p{stop.fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  }
 };
 
 void Proxy::Impl::reap(bool all) {
@@ -199,7 +203,7 @@ void Proxy::Impl::serve(Fd client) {
   const auto head_deadline = std::chrono::steady_clock::now() + config.head_timeout;
   std::string buf;
   if (auto r = read_head(client.fd, buf, kMaxConnectHead, head_deadline, stop.fd); !r) {
-    if (r.error().code == Errc::unavailable) return;  // the step ended
+    if (stopping()) return;  // the step ended
     (void)conclude(client.fd, ConnectEvent{.verdict = Verdict::bad_request, .detail = r.error().message});
     return;
   }
@@ -243,7 +247,7 @@ void Proxy::Impl::serve(Fd client) {
   auto upstream = connect_checked(addrs, target->port, tried);
   ev.address = tried;
   if (!upstream) {
-    if (upstream.error().code == Errc::unavailable && upstream.error().message == "the step ended") return;
+    if (stopping()) return;  // the step ended while connecting: nothing to answer
     ev.verdict = Verdict::connect_failed;
     ev.detail = upstream.error().message;
     (void)conclude(client.fd, std::move(ev));
