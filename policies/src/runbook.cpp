@@ -9,6 +9,7 @@
 
 #include <delegate/common/fs.hpp>
 
+#include "runbook_detail.hpp"
 #include "yaml_util.hpp"
 
 namespace delegate::policies {
@@ -300,7 +301,7 @@ void check_shell_string(const std::vector<std::string>& argv, const std::string&
 
 StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
   detail::ycheck_keys(n, path, {"profile", "network", "timeout_s", "memory_mb", "cpu_s", "pids", "output_kb",
-                                "cpu_percent", "root", "allow_degraded", "ro", "rw", "hide", "sockets"});
+                                "cpu_percent", "root", "allow_degraded", "ro", "rw", "hide", "sockets", "egress"});
   StepSandbox s;
   auto u32 = [&](const char* key, std::int64_t hi) {
     return static_cast<std::uint32_t>(detail::yint_range(n[key], ykey(path, key), 1, hi));
@@ -341,6 +342,18 @@ StepSandbox parse_sandbox(const YAML::Node& n, const std::string& path) {
       dst.push_back(std::move(p));
     }
   }
+  if (n["egress"]) {
+    s.egress = detail::ystring_list(n["egress"], ykey(path, "egress"), 64);
+    for (std::size_t i = 0; i < s.egress.size(); ++i) {
+      auto& e = s.egress[i];
+      const auto colon = e.rfind(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == e.size() || has_ref(e) ||
+          e.find_first_of(" /@${}") != std::string::npos) {
+        yfail(yindex(ykey(path, "egress"), i), "must be host:port");
+      }
+      std::transform(e.begin(), e.end(), e.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+    }
+  }
   if (n["timeout_s"]) s.timeout_s = u32("timeout_s", 86400);
   if (n["memory_mb"]) s.memory_mb = u32("memory_mb", 1 << 20);
   if (n["cpu_s"]) s.cpu_s = u32("cpu_s", 86400);
@@ -367,7 +380,7 @@ bool is_control_env(std::string_view name) {
 // would put the value where it is recorded or visible to other processes: refused.
 // At a step's root (step_root), env values are skipped: that is where secrets belong.
 void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std::string& step,
-                        bool step_root = false) {
+                        bool step_root = false, bool http = false) {
   if (n.IsScalar()) {
     if (n.Scalar().find(kSecretRefOpen) != std::string::npos) {
       yfail(path, (step.empty() ? std::string() : "step \"" + printable(step) + "\": ") +
@@ -381,7 +394,9 @@ void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std:
     for (const auto& kv : n) {
       const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
       refuse_secret_refs(kv.first, path, step);
-      if (step_root && key == "env" && kv.second.IsMap()) {
+      if (step_root && http && key == "with") {
+        continue;  // an http step's with: is checked key by key (runbook_http.cpp)
+      } else if (step_root && key == "env" && kv.second.IsMap()) {
         for (const auto& var : kv.second) refuse_secret_refs(var.first, ykey(path, key), step);
       } else {
         refuse_secret_refs(kv.second, ykey(path, key), step);
@@ -413,7 +428,8 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
   if (!n["name"]) yfail(ykey(path, "name"), "missing");
   st.name = detail::ystring(n["name"], ykey(path, "name"));
   if (!valid_step_name(st.name)) yfail(ykey(path, "name"), "must be 1..64 printable ASCII characters");
-  refuse_secret_refs(n, path, st.name, /*step_root=*/true);
+  const bool http = n["uses"] && n["uses"].IsScalar() && n["uses"].Scalar() == "http";
+  refuse_secret_refs(n, path, st.name, /*step_root=*/true, http);
   if (!n["uses"]) yfail(ykey(path, "uses"), "missing");
   std::string uses = detail::ystring(n["uses"], ykey(path, "uses"));
   const std::string wpath = ykey(path, "with");
@@ -452,9 +468,11 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
     }
     check_shell_string(st.argv, ykey(wpath, "interpreter"));
   } else if (uses == "http") {
-    yfail(ykey(path, "uses"), "step kind http is not available in this version");
+    st.uses = StepKind::http;
+    detail::parse_http_with(with, wpath, st, rb);
+    if (n["env"]) yfail(ykey(path, "env"), "an http step has no environment (use headers or auth)");
   } else {
-    yfail(ykey(path, "uses"), "must be command or script");
+    yfail(ykey(path, "uses"), "must be command, script or http");
   }
   if (with["outputs"]) {
     st.outputs = parse_outputs(with["outputs"], ykey(wpath, "outputs"));
@@ -463,6 +481,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
     }
   }
   if (n["sandbox"]) st.sandbox = parse_sandbox(n["sandbox"], ykey(path, "sandbox"));
+  if (st.uses == StepKind::http) detail::check_http_step(st, path);
   if (n["env"]) {
     const std::string epath = ykey(path, "env");
     auto names = detail::ymap_keys(n["env"], epath);
@@ -608,6 +627,28 @@ Result<Json> check_value(const std::string& what, const ParamSpec& spec, const J
 }
 
 }  // namespace
+
+namespace detail {
+
+void check_refs_in(const Runbook& rb, std::string_view tmpl, const std::string& path) { check_refs(rb, tmpl, path); }
+
+void check_template(const Runbook& rb, Step& st, std::string_view tmpl, const std::string& path) {
+  // Secret references are cut out first: what is left takes parameters and outputs.
+  std::string rest;
+  std::size_t last = 0;
+  for (std::size_t pos = tmpl.find(kSecretRefOpen); pos != std::string_view::npos; pos = tmpl.find(kSecretRefOpen, last)) {
+    rest.append(tmpl.substr(last, pos - last));
+    const std::size_t close = tmpl.find('}', pos);
+    last = close == std::string_view::npos ? tmpl.size() : close + 1;
+  }
+  rest.append(tmpl.substr(last));
+  check_refs(rb, rest, path);
+  for (auto& secret : secret_refs(tmpl, path)) {
+    if (std::find(st.secrets.begin(), st.secrets.end(), secret) == st.secrets.end()) st.secrets.push_back(secret);
+  }
+}
+
+}  // namespace detail
 
 bool valid_secret_name(std::string_view name) { return valid_param_name(name); }
 
