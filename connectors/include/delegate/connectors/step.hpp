@@ -26,6 +26,11 @@ struct StepContext {
   // Host Unix sockets a step may be granted (sandbox.allow_sockets): a step gets a
   // socket only when it asks for it and it is listed here.
   std::vector<std::filesystem::path> allowed_sockets;
+  // The program an http step runs in its sandbox as `PROGRAM http-request` (the agent's
+  // own binary: the daemon sets /proc/self/exe). Empty: http steps fail to start.
+  std::filesystem::path http_program;
+  // Extra trust anchors for http steps (connectors.ca_files, read at config load), PEM.
+  std::string http_ca_pem;
 };
 
 struct PreparedStep {
