@@ -28,6 +28,7 @@ struct Api {
   bool revoke_current = false;  // the current token is answered with 401 from now on
   std::string current;
   std::string short_lived;
+  int flaky_calls = 0;
 
   FakeAnswer operator()(const FakeRequest& r) {
     std::lock_guard lock(mu);
@@ -65,6 +66,12 @@ struct Api {
     if (t == "/redirect-home") return {302, "", "text/plain", {{"Location", "/v2/final"}}};
     if (t == "/v2/final") return {200, R"({"final":true})"};
     if (t == "/broken") return {500, R"({"error":"boom"})"};
+    if (t == "/flaky") {
+      // Busy once, then fine.
+      if (++flaky_calls == 1) return {503, R"({"error":"busy"})", "application/json", {{"Retry-After", "0"}}};
+      return {200, R"({"id":7})"};
+    }
+    if (t == "/always-busy") return {503, R"({"error":"busy"})", "application/json", {{"Retry-After", "0"}}};
     return {404, R"({"error":"not found"})"};
   }
 };
@@ -247,13 +254,20 @@ TEST_F(HttpStep, OAuthTokenFetchedOnceReusedAcrossStepsAndJobsRefetchedAfterExpi
   expect_no_secrets(agent.log_text(), "agent log", tokens);
 }
 
-TEST_F(HttpStep, RedirectsLeaveOnlyForAllowedHostsAndUnexpectedStatusesFailTheStep) {
+TEST_F(HttpStep, RedirectsLeaveOnlyForAllowedHostsRetriesAreBoundedAndUnexpectedStatusesFailTheStep) {
   auto get = [&](const std::string& name, const std::string& path) {
     return "  - name: " + name + "\n    uses: http\n    with: {url: \"" + base() + path + "\"}\n    sandbox: {network: true}\n";
   };
   runbook("home", get("home", "/redirect-home"));
   runbook("away", get("away", "/redirect-away"));
   runbook("broken", get("broken", "/broken") + get("never", "/v2/final"));
+  auto retrying = [&](const std::string& name, const std::string& path) {
+    return "  - name: " + name + "\n    uses: http\n    with:\n      url: \"" + base() + path +
+           "\"\n      retry: {attempts: 3, on_status: [503]}\n      outputs: {id: {json: /id, type: integer}}\n"
+           "    sandbox: {network: true}\n";
+  };
+  runbook("flaky", retrying("flaky", "/flaky"));
+  runbook("busy", retrying("busy", "/always-busy"));
   Process agent({Bins::agent(), "run", "--config", cfg_}, cp_->dir() / "agent.log");
   const auto home = submit("home");
   ASSERT_EQ(cp_->wait_final(home), "succeeded") << agent.log_text();
@@ -276,6 +290,20 @@ TEST_F(HttpStep, RedirectsLeaveOnlyForAllowedHostsAndUnexpectedStatusesFailTheSt
   EXPECT_EQ(b["error"], "unexpected status 500");
   EXPECT_EQ(b["http"]["body"], R"({"error":"boom"})");
   EXPECT_TRUE(step_record(recs, "step.start", "never").is_null());  // the job stopped there
+
+  // Retry on a listed status: busy once, then the answer; always busy: every attempt, then failed.
+  const auto flaky = submit("flaky");
+  ASSERT_EQ(cp_->wait_final(flaky), "succeeded") << agent.log_text();
+  const Json f = step_record(cp_->records(flaky), "step.end", "flaky");
+  EXPECT_EQ(f["http"]["attempts"], 2);
+  EXPECT_EQ(f["outputs"]["id"], 7);
+  EXPECT_EQ(server_->count("/flaky"), 2u);
+  const auto busy = submit("busy");
+  ASSERT_EQ(cp_->wait_final(busy), "failed") << agent.log_text();
+  const Json bz = step_record(cp_->records(busy), "step.end", "busy");
+  EXPECT_EQ(bz["http"]["attempts"], 3);
+  EXPECT_EQ(bz["http"]["status"], 503);
+  EXPECT_EQ(server_->count("/always-busy"), 3u);
 }
 
 }  // namespace
