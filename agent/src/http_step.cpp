@@ -56,19 +56,22 @@ struct ChildRun {
   bool overflow = false;
 };
 
-// Runs `PROGRAM http-request` in the step's sandbox with `request` on stdin. Its
-// stdout is captured for the agent and never recorded as output (it may hold a token).
-Result<ChildRun> run_child(const HttpStepInput& in, const RunnerDeps& deps, const Json& request,
-                           std::chrono::milliseconds limit, const sandbox::CancelToken& cancel) {
+// The sandbox launch of `PROGRAM http-request` for this step: the step's own sandbox
+// settings and the agent's policy, exactly as for a command step.
+Result<connectors::PreparedStep> prepare_child(const HttpStepInput& in) {
   if (in.ctx.http_program.empty()) return fail(Errc::not_found, "this agent has no http program configured");
   policies::Step child = in.step;
   child.uses = policies::StepKind::command;
   child.argv = {in.ctx.http_program.string(), "http-request"};
   child.env.clear();
   child.outputs.clear();
-  auto prepared = connectors::prepare_step(child, in.index, Json::object(), in.ctx);
-  if (!prepared) return std::unexpected(prepared.error());
-  auto& spec = prepared->spec;
+  return connectors::prepare_step(child, in.index, Json::object(), in.ctx);
+}
+
+// Runs the child with `request` on stdin. Its stdout is captured for the agent and
+// never recorded as output (it may hold a token).
+Result<ChildRun> run_child(const HttpStepInput& in, const RunnerDeps& deps, sandbox::Spec spec, const Json& request,
+                           std::chrono::milliseconds limit, const sandbox::CancelToken& cancel) {
   spec.stdin_data = request.dump(-1, ' ', false, Json::error_handler_t::replace);
   spec.limits.timeout = std::min(limit, in.ctx.remaining);
   spec.limits.output_bytes = 2 * kMaxResultLine;
@@ -122,8 +125,8 @@ struct Token {
 
 // An access token for the step's oauth2_client_credentials auth: from the cache, or
 // fetched through the sandboxed child (its answer captured, never recorded).
-Result<Token> oauth_token(const HttpStepInput& in, const RunnerDeps& deps, connectors::Masker& masker,
-                          const TokenKey& key, bool force, std::int64_t timeout_ms,
+Result<Token> oauth_token(const HttpStepInput& in, const RunnerDeps& deps, const sandbox::Spec& spec,
+                          connectors::Masker& masker, const TokenKey& key, bool force, std::int64_t timeout_ms,
                           const sandbox::CancelToken& cancel) {
   if (deps.tokens == nullptr) return fail(Errc::internal, "this agent keeps no token cache");
   if (!force) {
@@ -143,7 +146,7 @@ Result<Token> oauth_token(const HttpStepInput& in, const RunnerDeps& deps, conne
                                 Json::array({"Accept", "application/json"})});
   req["body"] = form;
   req["raw_body_max"] = kMaxTokenResponse;
-  auto run = run_child(in, deps, req, std::chrono::milliseconds(timeout_ms + kChildGraceMs), cancel);
+  auto run = run_child(in, deps, spec, req, std::chrono::milliseconds(timeout_ms + kChildGraceMs), cancel);
   if (!run) return fail(run.error().code, "token request: " + masker.mask(run.error().message));
   auto res = result_of(*run, masker);
   if (!res) return fail(res.error().code, "token request: " + res.error().message);
@@ -199,6 +202,7 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
   // credentials from resolved secrets only.
   auto url = policies::substitute_url(h.url, in.params, in.outputs);
   if (!url) return setup_failed(url.error());
+  start["http"] = Json{{"method", h.method}, {"url", masker.mask(*url)}, {"timeout_ms", timeout_ms}};
   Json headers = Json::array();
   for (const auto& [name, tmpl] : h.headers) {
     auto v = policies::substitute_with_secrets(tmpl, in.params, in.outputs, in.secrets);
@@ -222,6 +226,16 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
     });
     if (!typed) headers.push_back(Json::array({"Content-Type", "application/json"}));
   }
+  // The request is complete and checked before the sandbox is prepared or anything runs.
+  auto child = prepare_child(in);
+  if (!child) return setup_failed(child.error());
+  start["sandbox"] = child->audit["sandbox"];
+  start["sandbox"]["egress"] = step.sandbox.egress;
+  // What run_child applies: the step's timeout (plus the child's grace to report) and
+  // room for the result line, whatever the step's sandbox block says.
+  start["sandbox"]["timeout_ms"] = std::min<std::int64_t>(timeout_ms + kChildGraceMs, in.ctx.remaining.count());
+  start["sandbox"]["output_bytes"] = 2 * kMaxResultLine;
+  const sandbox::Spec& spec = child->spec;
   Json auth{{"type", std::string(auth_type(h.auth.type))}};
   TokenKey token_key;
   Token token;
@@ -252,7 +266,7 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
       auth["token_url"] = h.auth.token_url;
       auth["client_id"] = h.auth.client_id;
       auth["scopes"] = h.auth.scopes;
-      auto t = oauth_token(in, deps, masker, token_key, false, timeout_ms, cancel);
+      auto t = oauth_token(in, deps, spec, masker, token_key, false, timeout_ms, cancel);
       if (!t) return setup_failed(t.error());
       token = std::move(*t);
       auth["token"] = token.fetched ? "fetched" : "cached";
@@ -267,14 +281,12 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
   request["outputs"] = pointers;
   request["preview_bytes"] = kRecordedBody + masker.longest() + 1;
 
-  start["http"] = Json{{"method", h.method}, {"url", masker.mask(*url)}, {"timeout_ms", timeout_ms}};
   start["auth"] = auth;
-  start["sandbox"] = Json{{"network", step.sandbox.network}, {"egress", step.sandbox.egress}};
   if (!step.secrets.empty()) start["secrets"] = in.received;
   if (!record(audit::Kind::step_start, start)) return HttpStepResult{"failed", nullptr};
 
   auto attempt = [&]() -> Result<Json> {
-    auto run = run_child(in, deps, request, std::chrono::milliseconds(timeout_ms + kChildGraceMs), cancel);
+    auto run = run_child(in, deps, spec, request, std::chrono::milliseconds(timeout_ms + kChildGraceMs), cancel);
     if (!run) return std::unexpected(run.error());
     if (run->outcome.status == sandbox::Status::cancelled) return fail(Errc::conflict, "cancelled");
     return result_of(*run, masker);
@@ -284,7 +296,7 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
   if (res && h.auth.type == policies::HttpAuthType::oauth2_client_credentials && res->value("status", 0) == 401) {
     // The token may have been revoked early: fetch a new one and try exactly once more.
     deps.tokens->invalidate(token_key, token.value);
-    auto t = oauth_token(in, deps, masker, token_key, true, timeout_ms, cancel);
+    auto t = oauth_token(in, deps, spec, masker, token_key, true, timeout_ms, cancel);
     if (!t) {
       res = std::unexpected(t.error());
     } else {

@@ -172,6 +172,8 @@ TEST_F(HttpStep, CredentialsArriveOutputsFlowAndNothingSecretIsRecordedOrLogged)
   EXPECT_EQ(start["http"]["method"], "POST");
   EXPECT_EQ(start["auth"]["type"], "api_key");
   EXPECT_EQ(start["secrets"][0]["name"], "pd_key");
+  EXPECT_EQ(start["sandbox"]["network"], true);
+  EXPECT_TRUE(start["sandbox"].contains("isolation")) << start.dump();
   const Json end = step_record(recs, "step.end", "create");
   EXPECT_EQ(end["status"], "succeeded");
   EXPECT_EQ(end["outputs"]["ticket"], "INC-4711");
@@ -304,6 +306,31 @@ TEST_F(HttpStep, RedirectsLeaveOnlyForAllowedHostsRetriesAreBoundedAndUnexpected
   EXPECT_EQ(bz["http"]["attempts"], 3);
   EXPECT_EQ(bz["http"]["status"], 503);
   EXPECT_EQ(server_->count("/always-busy"), 3u);
+}
+
+}  // namespace
+}  // namespace delegate::testing
+
+namespace delegate::testing {
+namespace {
+
+// The agent refuses its whole catalog (and so does not start) when a runbook puts a
+// reference in a URL's host or a secret anywhere in a URL: nothing can choose where a
+// request goes, and URLs are recorded.
+TEST_F(HttpStep, AReferenceInTheHostOrASecretInTheUrlStopsTheAgentAtLoad) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"https://${params.title}.example.com/x", "scheme, host or port"},
+      {base() + "/x?key=${secrets.pd_key}", "cannot be part of a URL"},
+  };
+  for (const auto& [url, needle] : cases) {
+    runbook("bad", "  - name: call\n    uses: http\n    with: {url: \"" + url + "\"}\n    sandbox: {network: true}\n");
+    auto r = run({Bins::agent(), "run", "--config", cfg_});
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    const std::string out = r.out + r.err;
+    EXPECT_NE(out.find(needle), std::string::npos) << out;
+    EXPECT_NE(out.find("bad.yaml"), std::string::npos) << out;
+  }
+  EXPECT_EQ(server_->requests().size(), 0u);
 }
 
 }  // namespace
