@@ -275,6 +275,20 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
     }
   }
   request["headers"] = headers;
+  // The headers a redirect to another host:port must not carry: auth's, and any that
+  // holds a secret.
+  Json credential_headers = Json::array();
+  switch (h.auth.type) {
+    case policies::HttpAuthType::none: break;
+    case policies::HttpAuthType::api_key: credential_headers.push_back(h.auth.header); break;
+    case policies::HttpAuthType::bearer:
+    case policies::HttpAuthType::basic:
+    case policies::HttpAuthType::oauth2_client_credentials: credential_headers.push_back("Authorization"); break;
+  }
+  for (const auto& [name, tmpl] : h.headers) {
+    if (tmpl.find(policies::kSecretRefOpen) != std::string::npos) credential_headers.push_back(name);
+  }
+  request["credential_headers"] = std::move(credential_headers);
   if (h.retry_attempts > 1) request["retry"] = Json{{"attempts", h.retry_attempts}, {"on_status", h.retry_on}};
   Json pointers = Json::object();
   for (const auto& [name, spec] : step.outputs) pointers[name] = spec.selector;

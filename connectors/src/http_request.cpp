@@ -86,9 +86,15 @@ Result<std::string> trust_bundle(CURL* c, const std::string& extra) {
 struct Request {
   std::string method;
   std::string url;
-  std::vector<std::string> headers;
+  std::vector<std::pair<std::string, std::string>> headers;
   std::optional<std::string> body;
 };
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
 
 Result<Response> perform_once(const Request& req, const std::string& ca_blob, Clock::time_point deadline,
                               std::string& redirect_url) {
@@ -125,7 +131,8 @@ Result<Response> perform_once(const Request& req, const std::string& ca_blob, Cl
     curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &cb);
   }
   std::unique_ptr<curl_slist, CurlDeleter> headers;
-  for (const auto& line : req.headers) {
+  for (const auto& [name, value] : req.headers) {
+    const std::string line = name + ": " + value;
     curl_slist* next = curl_slist_append(headers.get(), line.c_str());
     if (next == nullptr) return fail(Errc::internal, "out of memory");
     (void)headers.release();
@@ -193,9 +200,12 @@ Json run(const Json& spec) {
   Request req;
   req.method = spec.at("method").get<std::string>();
   req.url = spec.at("url").get<std::string>();
-  for (const auto& h : spec.at("headers")) {
-    req.headers.push_back(h.at(0).get<std::string>() + ": " + h.at(1).get<std::string>());
-  }
+  for (const auto& h : spec.at("headers")) req.headers.emplace_back(h.at(0).get<std::string>(), h.at(1).get<std::string>());
+  // Headers that carry the step's credential: they go only to the host:port the step
+  // names in its URL, never along a redirect to another (even an allowed) one.
+  std::vector<std::string> credential_headers;
+  for (const auto& n : spec.value("credential_headers", Json::array())) credential_headers.push_back(n.get<std::string>());
+  const std::string origin = https_authority(req.url);
   if (spec.contains("body") && spec["body"].is_string()) req.body = spec["body"].get<std::string>();
   const auto deadline = Clock::now() + std::chrono::milliseconds(spec.at("timeout_ms").get<std::int64_t>());
   const std::string ca = spec.value("ca_pem", std::string());
@@ -235,6 +245,12 @@ Json run(const Json& spec) {
       }
       redirects.push_back(location);
       req.url = location;
+      if (target != origin) {
+        std::erase_if(req.headers, [&](const auto& h) {
+          return std::any_of(credential_headers.begin(), credential_headers.end(),
+                             [&](const std::string& c) { return iequals(c, h.first); });
+        });
+      }
       // 303 means "GET the answer elsewhere"; other redirects repeat the request as it was.
       if (resp.status == 303) {
         req.method = "GET";

@@ -29,6 +29,7 @@ struct Api {
   std::string current;
   std::string short_lived;
   int flaky_calls = 0;
+  std::string other_base;  // a second, allowed API
 
   FakeAnswer operator()(const FakeRequest& r) {
     std::lock_guard lock(mu);
@@ -64,6 +65,7 @@ struct Api {
     }
     if (t == "/redirect-away") return {302, "", "text/plain", {{"Location", "https://evil.example.net:443/steal"}}};
     if (t == "/redirect-home") return {302, "", "text/plain", {{"Location", "/v2/final"}}};
+    if (t == "/redirect-other") return {307, "", "text/plain", {{"Location", other_base + "/landing"}}};
     if (t == "/v2/final") return {200, R"({"final":true})"};
     if (t == "/broken") return {500, R"({"error":"boom"})"};
     if (t == "/flaky") {
@@ -261,6 +263,19 @@ TEST_F(HttpStep, RedirectsLeaveOnlyForAllowedHostsRetriesAreBoundedAndUnexpected
     return "  - name: " + name + "\n    uses: http\n    with: {url: \"" + base() + path + "\"}\n    sandbox: {network: true}\n";
   };
   runbook("home", get("home", "/redirect-home"));
+  // A second API the step may also reach: a redirect there is followed, without the credentials.
+  FakeControlPlane other({tmp_.path / "api" / "server.pem", tmp_.path / "api" / "server.key"},
+                         [](const FakeRequest&) { return FakeAnswer{200, R"({"landed":true})"}; });
+  const std::string other_authority = "127.0.0.1:" + std::to_string(other.port());
+  {
+    std::lock_guard lock(api_.mu);
+    api_.other_base = "https://" + other_authority;
+  }
+  runbook("other",
+          "  - name: other\n    uses: http\n    with:\n      url: \"" + base() + "/redirect-other\"\n"
+          "      headers: {X-Trace: \"t-${secrets.bearer_key}\", Accept: application/json}\n"
+          "      auth: {type: api_key, header: X-Api-Key, secret: pd_key}\n"
+          "    sandbox: {network: true, egress: [\"" + other_authority + "\"]}\n");
   runbook("away", get("away", "/redirect-away"));
   runbook("broken", get("broken", "/broken") + get("never", "/v2/final"));
   auto retrying = [&](const std::string& name, const std::string& path) {
@@ -276,6 +291,16 @@ TEST_F(HttpStep, RedirectsLeaveOnlyForAllowedHostsRetriesAreBoundedAndUnexpected
   const Json h = step_record(cp_->records(home), "step.end", "home");
   EXPECT_EQ(h["http"]["redirects"][0], base() + "/v2/final");
   EXPECT_EQ(h["http"]["status"], 200);
+
+  const auto moved = submit("other");
+  ASSERT_EQ(cp_->wait_final(moved), "succeeded") << agent.log_text();
+  ASSERT_EQ(other.requests().size(), 1u);
+  const auto landed = other.requests()[0];
+  EXPECT_EQ(landed.target, "/landing");
+  EXPECT_EQ(landed.headers.count("x-api-key"), 0u);
+  EXPECT_EQ(landed.headers.count("x-trace"), 0u);
+  EXPECT_EQ(landed.headers.at("accept"), "application/json");
+  EXPECT_EQ(server_->requests().back().headers.at("x-api-key"), kApiKey);  // the first hop had them
 
   const auto away = submit("away");
   ASSERT_EQ(cp_->wait_final(away), "failed") << agent.log_text();
