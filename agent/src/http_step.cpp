@@ -289,6 +289,7 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
     if (tmpl.find(policies::kSecretRefOpen) != std::string::npos) credential_headers.push_back(name);
   }
   request["credential_headers"] = std::move(credential_headers);
+  request["body_has_secret"] = h.body.has_value() && h.body->dump().find(policies::kSecretRefOpen) != std::string::npos;
   if (h.retry_attempts > 1) request["retry"] = Json{{"attempts", h.retry_attempts}, {"on_status", h.retry_on}};
   Json pointers = Json::object();
   for (const auto& [name, spec] : step.outputs) pointers[name] = spec.selector;

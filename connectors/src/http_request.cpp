@@ -206,6 +206,7 @@ Json run(const Json& spec) {
   std::vector<std::string> credential_headers;
   for (const auto& n : spec.value("credential_headers", Json::array())) credential_headers.push_back(n.get<std::string>());
   const std::string origin = https_authority(req.url);
+  const bool secret_body = spec.value("body_has_secret", false);
   if (spec.contains("body") && spec["body"].is_string()) req.body = spec["body"].get<std::string>();
   const auto deadline = Clock::now() + std::chrono::milliseconds(spec.at("timeout_ms").get<std::int64_t>());
   const std::string ca = spec.value("ca_pem", std::string());
@@ -241,6 +242,13 @@ Json run(const Json& spec) {
       }
       if (redirects.size() >= static_cast<std::size_t>(kMaxRedirects)) {
         return Json{{"error", "more than 5 redirects"}, {"status", resp.status}, {"attempts", attempt},
+                    {"redirects", redirects}};
+      }
+      // A body that holds a secret is not sent elsewhere: stripping it would change the request.
+      if (target != origin && secret_body && req.body && resp.status != 303) {
+        return Json{{"error", "redirect to " + target + " would carry a secret in the request body"},
+                    {"status", resp.status},
+                    {"attempts", attempt},
                     {"redirects", redirects}};
       }
       redirects.push_back(location);

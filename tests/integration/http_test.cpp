@@ -276,6 +276,10 @@ TEST_F(HttpStep, RedirectsLeaveOnlyForAllowedHostsRetriesAreBoundedAndUnexpected
           "      headers: {X-Trace: \"t-${secrets.bearer_key}\", Accept: application/json}\n"
           "      auth: {type: api_key, header: X-Api-Key, secret: pd_key}\n"
           "    sandbox: {network: true, egress: [\"" + other_authority + "\"]}\n");
+  runbook("otherbody",
+          "  - name: otherbody\n    uses: http\n    with:\n      method: POST\n      url: \"" + base() + "/redirect-other\"\n"
+          "      body: {key: \"${secrets.pd_key}\"}\n"
+          "    sandbox: {network: true, egress: [\"" + other_authority + "\"]}\n");
   runbook("away", get("away", "/redirect-away"));
   runbook("broken", get("broken", "/broken") + get("never", "/v2/final"));
   auto retrying = [&](const std::string& name, const std::string& path) {
@@ -301,6 +305,13 @@ TEST_F(HttpStep, RedirectsLeaveOnlyForAllowedHostsRetriesAreBoundedAndUnexpected
   EXPECT_EQ(landed.headers.count("x-trace"), 0u);
   EXPECT_EQ(landed.headers.at("accept"), "application/json");
   EXPECT_EQ(server_->requests().back().headers.at("x-api-key"), kApiKey);  // the first hop had them
+  // A body holding a secret is not carried to another host: the step fails instead.
+  const auto body_moved = submit("otherbody");
+  ASSERT_EQ(cp_->wait_final(body_moved), "failed") << agent.log_text();
+  EXPECT_EQ(other.requests().size(), 1u);
+  EXPECT_NE(step_record(cp_->records(body_moved), "step.end", "otherbody")["error"].get<std::string>().find(
+                "would carry a secret in the request body"),
+            std::string::npos);
 
   const auto away = submit("away");
   ASSERT_EQ(cp_->wait_final(away), "failed") << agent.log_text();
