@@ -234,6 +234,14 @@ Result<void> apply(Config& c, const std::string& section, const std::string& key
     if (key == "providers") return parse_providers(split_csv(value), where, c.secrets.providers);
     return fail(Errc::invalid_argument, where + ": unknown key");
   }
+  if (section == "connectors") {
+    if (key == "ca_files") {
+      c.connectors.ca_files.clear();
+      for (const auto& p : split_csv(value)) c.connectors.ca_files.emplace_back(p);
+      return ok();
+    }
+    return fail(Errc::invalid_argument, where + ": unknown key");
+  }
   if (section.empty() && key == "runbooks_dir") {
     c.runbooks_dir = value;
     return ok();
@@ -317,6 +325,23 @@ Result<void> resolve_step_user(Config::Sandbox& s) {
   return ok();
 }
 
+// connectors.ca_files: read now, so that a missing or unreadable anchor stops the agent
+// at start instead of every http step later; a file without a certificate is refused.
+Result<void> load_ca_files(Config::Connectors& c) {
+  c.ca_pem.clear();
+  for (const auto& f : c.ca_files) {
+    if (!f.is_absolute()) return fail(Errc::invalid_argument, "connectors.ca_files: " + f.string() + " is not absolute");
+    auto text = read_file(f, 1u << 20);
+    if (!text) return fail(Errc::invalid_argument, "connectors.ca_files: " + f.string() + ": " + text.error().message);
+    if (text->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return fail(Errc::invalid_argument, "connectors.ca_files: " + f.string() + " holds no PEM certificate");
+    }
+    c.ca_pem += *text;
+    if (!c.ca_pem.empty() && c.ca_pem.back() != '\n') c.ca_pem += '\n';
+  }
+  return ok();
+}
+
 }  // namespace
 
 Environment process_environment() {
@@ -339,7 +364,7 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
   const YAML::Node& root = *parsed;
   try {
     if (!root.IsMap()) return fail(Errc::invalid_argument, "configuration must be a mapping");
-    if (auto r = only_keys(root, "", {"control_plane", "agent", "sandbox", "auth", "secrets", "runbooks_dir"}); !r) return std::unexpected(r.error());
+    if (auto r = only_keys(root, "", {"control_plane", "agent", "sandbox", "auth", "secrets", "connectors", "runbooks_dir"}); !r) return std::unexpected(r.error());
     for (const auto& kv : root) {
       const auto section = kv.first.as<std::string>();
       const YAML::Node& node = kv.second;
@@ -365,6 +390,10 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
           c.sandbox.egress_allow_cidrs = *v;
+        } else if (section == "connectors" && key == "ca_files") {
+          auto v = get_strings(item.second, where);
+          if (!v) return std::unexpected(v.error());
+          c.connectors.ca_files.assign(v->begin(), v->end());
         } else if (section == "secrets" && key == "providers") {
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
@@ -392,7 +421,8 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
   for (const auto& [name, value] : env) {
     static const std::pair<const char*, const char*> kSections[] = {
         {"DELEGATE_CONTROL_PLANE_", "control_plane"}, {"DELEGATE_AGENT_", "agent"}, {"DELEGATE_SANDBOX_", "sandbox"},
-        {"DELEGATE_AUTH_", "auth"}, {"DELEGATE_SECRETS_", "secrets"}};
+        {"DELEGATE_AUTH_", "auth"}, {"DELEGATE_SECRETS_", "secrets"},
+        {"DELEGATE_CONNECTORS_", "connectors"}};
     bool handled = false;
     for (const auto& [prefix, section] : kSections) {
       if (name.rfind(prefix, 0) != 0) continue;
@@ -405,6 +435,7 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
   }
   if (auto r = validate(c); !r) return std::unexpected(r.error());
   if (auto r = resolve_step_user(c.sandbox); !r) return std::unexpected(r.error());
+  if (auto r = load_ca_files(c.connectors); !r) return std::unexpected(r.error());
   return c;
 }
 

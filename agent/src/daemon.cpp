@@ -62,6 +62,10 @@ connectors::StepContext step_base(const Config& c, const std::filesystem::path& 
   ctx.allow_root = c.sandbox.allow_root_steps;
   ctx.allowed_sockets = c.sandbox.allow_sockets;
   ctx.allow_host_network = c.sandbox.allow_host_network;
+  // http steps run this very binary's http-request subcommand in their sandbox.
+  std::error_code self_ec;
+  ctx.http_program = std::filesystem::read_symlink("/proc/self/exe", self_ec);
+  ctx.http_ca_pem = c.connectors.ca_pem;
   std::vector<std::filesystem::path> hidden = {c.agent.state_dir, c.control_plane.enrollment_token_file,
                                                 c.auth.api_keys_file, c.agent.spool_key_file, credentials_dir};
   // The local secret store (secrets.enc, secrets.key) lives in state_dir, hidden above.
@@ -136,6 +140,7 @@ class Daemon {
   AgentStream agent_stream_;
   ApiKeyCache api_keys_;
   FilterCache filters_;
+  TokenCache tokens_{clock_};
   connectors::StepContext step_base_;
   SecretResolver secrets_;
 
@@ -404,7 +409,8 @@ void Daemon::job_thread(Json raw, policies::Job job, std::string agent_id, std::
                   step_base_,
                   filters_,
                   &secrets_,
-                  egress_cidrs(config_)};
+                  egress_cidrs(config_),
+                  &tokens_};
   const StreamKey key{deps.agent_id, job.id};
   JobResult result = run_job(raw, job, deps, *control);
   {

@@ -12,6 +12,7 @@
 #include <delegate/sandbox/seccomp.hpp>
 
 #include "step_egress.hpp"
+#include "http_step.hpp"
 
 namespace delegate::agent {
 namespace {
@@ -181,6 +182,14 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
       }
       Json received = Json::array();
       auto secrets = resolve_secrets(step, deps, masker, received);
+      if (step.uses == policies::StepKind::http && secrets) {
+        auto r = run_http_step({step, i, decision.params, outputs, *secrets, std::move(received), ctx}, deps, masker,
+                               [&](audit::Kind k, Json d) { return rec.add(k, std::move(d)); }, control.cancel);
+        status = r.status == "cancelled" && control.interrupted ? "interrupted" : r.status;
+        if (!r.outputs.is_null()) outputs[step.name] = std::move(r.outputs);
+        if (!rec.ok()) status = "failed";
+        continue;
+      }
       auto prepared = secrets ? connectors::prepare_step(step, i, decision.params, ctx, outputs, *secrets)
                               : Result<connectors::PreparedStep>(std::unexpected(secrets.error()));
       // A step with egress needs IP sockets, in a namespace where only the proxy answers.

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <delegate/agent/cp_client.hpp>
+#include <delegate/connectors/http_request.hpp>
 #include <delegate/sandbox/cli.hpp>
 
 #include "cli.hpp"
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "sandbox-run") return delegate::sandbox::sandbox_run_main(argc - 1, argv + 1);
+  // Internal: the sandboxed half of an http step (request spec on stdin, never argv).
+  if (cmd == "http-request") return delegate::connectors::http_request_main();
   std::vector<std::string> args(argv + 2, argv + argc);
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {

@@ -3,6 +3,11 @@
 #include <delegate/agent/backoff.hpp>
 #include <delegate/agent/config.hpp>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 namespace delegate::agent {
 namespace {
 
@@ -329,6 +334,38 @@ TEST(Config, AllowInlineTrueIsRefusedNotIgnored) {
   EXPECT_NE(on.error().message.find("agent.allow_inline"), std::string::npos) << on.error().message;
   auto env = parse_config(kFull, {{"DELEGATE_AGENT_ALLOW_INLINE", "true"}});
   EXPECT_FALSE(env);
+}
+
+}  // namespace
+}  // namespace delegate::agent
+
+namespace delegate::agent {
+namespace {
+
+TEST(ConnectorsConfig, CaFilesAreReadAtLoadAndAnUnusableOneFailsClosed) {
+  const auto dir = std::filesystem::temp_directory_path() / ("delegate-cafiles-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto good = dir / "ca.pem";
+  const auto junk = dir / "junk.pem";
+  {
+    std::ofstream(good) << "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    std::ofstream(junk) << "not a certificate\n";
+  }
+  auto cfg = [&](const std::string& files) {
+    return with("runbooks_dir: /etc/delegate/runbooks\n", "runbooks_dir: /etc/delegate/runbooks\nconnectors: {ca_files: [" + files + "]}\n");
+  };
+  auto c = parse_config(cfg(good.string()), {});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->connectors.ca_pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  for (const auto& bad : {(dir / "missing.pem").string(), junk.string(), std::string("relative.pem")}) {
+    auto r = parse_config(cfg(bad), {});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message.find("connectors.ca_files"), std::string::npos) << r.error().message;
+  }
+  auto unknown = parse_config(with("runbooks_dir: /etc/delegate/runbooks\n", "runbooks_dir: /x\nconnectors: {ca_file: /x}\n"), {});
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("connectors.ca_file"), std::string::npos) << unknown.error().message;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

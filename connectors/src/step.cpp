@@ -9,6 +9,7 @@ std::string_view to_string(policies::StepKind kind) {
   switch (kind) {
     case policies::StepKind::command: return "command";
     case policies::StepKind::script: return "script";
+    case policies::StepKind::http: return "http";
   }
   return "unknown";
 }
@@ -86,6 +87,10 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
         }
       }
       break;
+    case policies::StepKind::http:
+      // Its request is built by the agent (agent/src/http_step.cpp), which runs the
+      // child through prepare_step as a command step of the http program.
+      return fail(Errc::internal, "step " + step.name + " is an http step");
   }
   if (spec.argv.empty()) return fail(Errc::invalid_argument, "step " + step.name + " has an empty argv");
   for (const auto& [name, tmpl] : step.env) {

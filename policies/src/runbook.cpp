@@ -10,6 +10,7 @@
 #include <delegate/common/fs.hpp>
 
 #include "runbook_egress.hpp"
+#include "runbook_detail.hpp"
 #include "yaml_util.hpp"
 
 namespace delegate::policies {
@@ -376,7 +377,7 @@ bool is_control_env(std::string_view name) {
 // would put the value where it is recorded or visible to other processes: refused.
 // At a step's root (step_root), env values are skipped: that is where secrets belong.
 void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std::string& step,
-                        bool step_root = false) {
+                        bool step_root = false, bool http = false) {
   if (n.IsScalar()) {
     if (n.Scalar().find(kSecretRefOpen) != std::string::npos) {
       yfail(path, (step.empty() ? std::string() : "step \"" + printable(step) + "\": ") +
@@ -390,7 +391,9 @@ void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std:
     for (const auto& kv : n) {
       const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
       refuse_secret_refs(kv.first, path, step);
-      if (step_root && key == "env" && kv.second.IsMap()) {
+      if (step_root && http && key == "with") {
+        continue;  // an http step's with: is checked key by key (runbook_http.cpp)
+      } else if (step_root && key == "env" && kv.second.IsMap()) {
         for (const auto& var : kv.second) refuse_secret_refs(var.first, ykey(path, key), step);
       } else {
         refuse_secret_refs(kv.second, ykey(path, key), step);
@@ -422,7 +425,8 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
   if (!n["name"]) yfail(ykey(path, "name"), "missing");
   st.name = detail::ystring(n["name"], ykey(path, "name"));
   if (!valid_step_name(st.name)) yfail(ykey(path, "name"), "must be 1..64 printable ASCII characters");
-  refuse_secret_refs(n, path, st.name, /*step_root=*/true);
+  const bool http = n["uses"] && n["uses"].IsScalar() && n["uses"].Scalar() == "http";
+  refuse_secret_refs(n, path, st.name, /*step_root=*/true, http);
   if (!n["uses"]) yfail(ykey(path, "uses"), "missing");
   std::string uses = detail::ystring(n["uses"], ykey(path, "uses"));
   const std::string wpath = ykey(path, "with");
@@ -461,9 +465,11 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
     }
     check_shell_string(st.argv, ykey(wpath, "interpreter"));
   } else if (uses == "http") {
-    yfail(ykey(path, "uses"), "step kind http is not available in this version");
+    st.uses = StepKind::http;
+    detail::parse_http_with(with, wpath, st, rb);
+    if (n["env"]) yfail(ykey(path, "env"), "an http step has no environment (use headers or auth)");
   } else {
-    yfail(ykey(path, "uses"), "must be command or script");
+    yfail(ykey(path, "uses"), "must be command, script or http");
   }
   if (with["outputs"]) {
     st.outputs = parse_outputs(with["outputs"], ykey(wpath, "outputs"));
@@ -472,6 +478,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
     }
   }
   if (n["sandbox"]) st.sandbox = parse_sandbox(n["sandbox"], ykey(path, "sandbox"));
+  if (st.uses == StepKind::http) detail::check_http_step(st, path);
   if (n["env"]) {
     const std::string epath = ykey(path, "env");
     auto names = detail::ymap_keys(n["env"], epath);
@@ -617,6 +624,28 @@ Result<Json> check_value(const std::string& what, const ParamSpec& spec, const J
 }
 
 }  // namespace
+
+namespace detail {
+
+void check_refs_in(const Runbook& rb, std::string_view tmpl, const std::string& path) { check_refs(rb, tmpl, path); }
+
+void check_template(const Runbook& rb, Step& st, std::string_view tmpl, const std::string& path) {
+  // Secret references are cut out first: what is left takes parameters and outputs.
+  std::string rest;
+  std::size_t last = 0;
+  for (std::size_t pos = tmpl.find(kSecretRefOpen); pos != std::string_view::npos; pos = tmpl.find(kSecretRefOpen, last)) {
+    rest.append(tmpl.substr(last, pos - last));
+    const std::size_t close = tmpl.find('}', pos);
+    last = close == std::string_view::npos ? tmpl.size() : close + 1;
+  }
+  rest.append(tmpl.substr(last));
+  check_refs(rb, rest, path);
+  for (auto& secret : secret_refs(tmpl, path)) {
+    if (std::find(st.secrets.begin(), st.secrets.end(), secret) == st.secrets.end()) st.secrets.push_back(secret);
+  }
+}
+
+}  // namespace detail
 
 bool valid_secret_name(std::string_view name) { return valid_param_name(name); }
 

@@ -139,8 +139,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"name: s\nparams: {p: {type: string, enum: [a], default: b}}\n" STEP, "params.p.default: parameter"},
         BadCase{"name: s\nauthorize: {}\n" STEP, "authorize: must list at least one scope or role"},
         // Step kinds and argv.
-        BadCase{"name: s\nsteps:\n  - {name: a, uses: http, with: {url: x}}\n", "step kind http is not available in this version"},
-        BadCase{"name: s\nsteps:\n  - {name: a, uses: shell, with: {argv: [x]}}\n", "steps[0].uses: must be command or script"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: http, with: {url: x}}\n", "steps[0].with.url: must be an https:// URL"},
+        BadCase{"name: s\nsteps:\n  - {name: a, uses: shell, with: {argv: [x]}}\n", "steps[0].uses: must be command, script or http"},
         BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: []}}\n", "steps[0].with.argv: must not be empty"},
         BadCase{"name: s\nsteps:\n  - {name: a, uses: command, with: {argv: [ls, [a]]}}\n", "steps[0].with.argv[1]: must be a string"},
         BadCase{"name: s\nsteps:\n  - {name: a, uses: command}\n", "steps[0].with: missing"},

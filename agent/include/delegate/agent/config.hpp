@@ -83,6 +83,13 @@ struct Config {
     // Tried in this order; the first that has the name wins. Default: the local store.
     std::vector<SecretProvider> providers{SecretProvider::local};
   } secrets;
+  struct Connectors {
+    // Extra trust anchors for http steps (PEM files), on top of the system store.
+    std::vector<std::filesystem::path> ca_files;
+    // Their contents, read when the configuration loads: an unreadable or empty file is a
+    // configuration error (fail closed), and steps never need to read them.
+    std::string ca_pem;
+  } connectors;
   std::filesystem::path runbooks_dir = "/etc/delegate/runbooks";
 };
 

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include <delegate/agent/secrets.hpp>
+#include <delegate/agent/token_cache.hpp>
 #include <delegate/agent/uploader.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/connectors/step.hpp>
@@ -65,6 +66,9 @@ struct RunnerDeps {
   const SecretResolver* secrets = nullptr;
   // sandbox.egress_allow_cidrs: internal ranges the egress proxy may still connect to.
   std::vector<egress::Cidr> egress_allow_cidrs = {};
+  // OAuth2 access tokens of http steps, kept as long as the agent runs; null: a step
+  // with oauth2_client_credentials auth fails.
+  TokenCache* tokens = nullptr;
 };
 
 // The job's id must already be known valid (parse_job succeeded).

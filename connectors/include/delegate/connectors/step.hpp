@@ -29,6 +29,11 @@ struct StepContext {
   // Whether a step may share the host's network namespace (`network: true`,
   // sandbox.allow_host_network). Off: such a step fails before it runs.
   bool allow_host_network = false;
+  // The program an http step runs in its sandbox as `PROGRAM http-request` (the agent's
+  // own binary: the daemon sets /proc/self/exe). Empty: http steps fail to start.
+  std::filesystem::path http_program;
+  // Extra trust anchors for http steps (connectors.ca_files, read at config load), PEM.
+  std::string http_ca_pem;
 };
 
 struct PreparedStep {

@@ -30,7 +30,7 @@ struct ParamSpec {
   std::optional<Json> default_value;
 };
 
-enum class StepKind { command, script };
+enum class StepKind { command, script, http };
 
 struct StepSandbox {
   std::string profile = "default";  // "network" when the step sets network: true and no profile
@@ -49,6 +49,7 @@ struct StepSandbox {
   std::vector<std::string> sockets;
   // host:port pairs (canonical) the step may reach through the agent's egress proxy; the
   // step then runs in a namespace whose only way out is that proxy (docs/egress.md).
+  // An http step\'s URL (and token URL) must be among them unless it sets network: true.
   std::vector<std::string> egress;
 };
 
@@ -69,6 +70,37 @@ struct OutputSpec {
 // No output value is longer than this (bytes), whatever max_length says.
 inline constexpr std::size_t kMaxOutputValueBytes = 4096;
 
+// with.auth of an http step (docs/connectors.md): the header is built by the agent from
+// resolved secrets; the step's text never holds a credential.
+enum class HttpAuthType { none, api_key, bearer, basic, oauth2_client_credentials };
+
+struct HttpAuth {
+  HttpAuthType type = HttpAuthType::none;
+  std::string header;   // api_key: the header name
+  std::string secret;   // api_key, bearer, basic: the secret's name
+  std::string username;  // basic
+  std::string token_url, client_id, client_secret;  // oauth2_client_credentials (client_secret: a secret's name)
+  std::vector<std::string> scopes;
+};
+
+// An http step (uses: http). The URL's scheme, host and port are literal; references
+// (${params.x}, ${steps.S.outputs.N}) may appear only in its path and query, and are
+// percent-encoded when substituted. Header values may hold references and secrets;
+// body is a JSON value whose strings may hold them.
+struct HttpSpec {
+  std::string method = "GET";
+  std::string url;        // template
+  std::string authority;  // "host:port" of the URL, lower-case
+  std::vector<std::pair<std::string, std::string>> headers;  // value templates
+  std::optional<Json> body;
+  std::vector<int> expect_status;  // empty: any 2xx
+  std::uint32_t timeout_s = 30;
+  HttpAuth auth;
+  std::string token_authority;  // "host:port" of auth.token_url
+  std::uint32_t retry_attempts = 1;
+  std::vector<int> retry_on;
+};
+
 struct Step {
   std::string name;
   StepKind uses = StepKind::command;
@@ -81,6 +113,7 @@ struct Step {
   std::vector<std::string> secrets;
   StepSandbox sandbox;
   std::map<std::string, OutputSpec> outputs;  // with.outputs
+  HttpSpec http;                              // uses: http
 };
 
 struct AuthorizeRule {
@@ -103,6 +136,21 @@ inline constexpr std::string_view kSecretRefOpen = "${secrets.";
 [[nodiscard]] bool valid_secret_name(std::string_view name);
 
 [[nodiscard]] Result<Runbook> parse_runbook(std::string_view yaml_text);
+
+// Substitutes references into an http step's URL: each value is percent-encoded (all
+// but RFC 3986 unreserved characters), so it stays inside its path segment or query value.
+[[nodiscard]] Result<std::string> substitute_url(std::string_view tmpl, const Json& params, const Json& outputs);
+
+// The body of an http step with references substituted: a string that is exactly one
+// reference takes the value's type; other strings get the values' text. `secrets` are
+// the resolved values of the step's secrets.
+[[nodiscard]] Result<Json> substitute_body(const Json& tmpl, const Json& params, const Json& outputs,
+                                           const std::map<std::string, std::string>& secrets);
+
+// A header value (or any text) with references and secrets substituted.
+[[nodiscard]] Result<std::string> substitute_with_secrets(std::string_view tmpl, const Json& params,
+                                                          const Json& outputs,
+                                                          const std::map<std::string, std::string>& secrets);
 
 class Catalog {
  public:
