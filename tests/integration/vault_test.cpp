@@ -345,5 +345,98 @@ TEST_F(VaultProviderTest, AWrongSecretIdFailsTheLoginWithoutQuotingIt) {
   EXPECT_EQ(kv_requests().size(), 0u);
 }
 
+// The whole path: a real agent reads a KV value through AppRole, the step gets it in its
+// environment, and the signed records and the agent's log carry it only masked.
+TEST(VaultEndToEnd, AKvValueReachesAStepsEnvAndIsMaskedAndBadNamesFailClosed) {
+  TempDir tmp;
+  ControlPlane cp(tmp.path / "cp");
+  auto vault = std::make_shared<Vault>();
+  FakeControlPlane server({cp.dir() / "server.pem", cp.dir() / "server.key"},
+                          [vault](const FakeRequest& r) { return (*vault)(r); });
+  write_text(tmp.path / "secret_id", kSecretId + "\n", 0600);
+  const auto cfg = (cp.dir() / "agent.yaml").string();
+  write_text(cfg,
+             read_text(cfg) + "secrets:\n  providers: [local, vault]\n  vault:\n    address: https://127.0.0.1:" +
+                 std::to_string(server.port()) + "\n    ca_file: " + (cp.dir() / "ca.pem").string() +
+                 "\n    auth: {method: approle, role_id: " + kRoleId +
+                 ", secret_id_file: " + (tmp.path / "secret_id").string() +
+                 "}\n    secrets:\n      PD_KEY: {path: incident/pagerduty, field: routing_key}\n"
+                 "      PD_NOFIELD: {path: incident/pagerduty, field: nope}\n",
+             0600);
+  write_text(cp.dir() / "runbooks" / "page.yaml",
+             "name: page\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
+             "  - name: send\n    uses: script\n    with:\n"
+             "      script: 'echo \"pd=$PD\"; printf %s \"$PD\" | base64 -w0; echo'\n"
+             "    env: {PD: \"${secrets.PD_KEY}\"}\n");
+  write_text(cp.dir() / "runbooks" / "unmapped.yaml",
+             "name: unmapped\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
+             "  - name: send\n    uses: command\n    with: {argv: [/bin/true]}\n"
+             "    env: {PD: \"${secrets.NOT_MAPPED}\"}\n");
+  write_text(cp.dir() / "runbooks" / "nofield.yaml",
+             "name: nofield\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
+             "  - name: send\n    uses: command\n    with: {argv: [/bin/true]}\n"
+             "    env: {PD: \"${secrets.PD_NOFIELD}\"}\n");
+  auto key = run({Bins::agent(), "api-key", "create", "--config", cfg, "--id", "oncall", "--scope", "runbooks:execute"});
+  ASSERT_EQ(key.exit_code, 0) << key.err;
+  const std::string api_key = key.out.substr(0, key.out.find('\n'));
+  Process agent({Bins::agent(), "run", "--config", cfg, "--log-level", "debug"}, cp.dir() / "agent.log");
+  auto job = [&](const std::string& rb) {
+    return Json{{"runbook", rb}, {"params", Json::object()}, {"authorization", {{"type", "api_key"}, {"key", api_key}}}};
+  };
+  const auto first = cp.submit(job("page"));
+  ASSERT_EQ(cp.wait_final(first), "succeeded") << agent.log_text();
+  const auto second = cp.submit(job("page"));
+  ASSERT_EQ(cp.wait_final(second), "succeeded") << agent.log_text();
+  const auto unmapped = cp.submit(job("unmapped"));
+  ASSERT_EQ(cp.wait_final(unmapped), "failed") << agent.log_text();
+  const auto nofield = cp.submit(job("nofield"));
+  ASSERT_EQ(cp.wait_final(nofield), "failed") << agent.log_text();
+  {
+    std::lock_guard lock(vault->mu);
+    EXPECT_EQ(vault->logins, 1);  // one login for every job of this agent
+    EXPECT_EQ(vault->reads, 2);   // PD_KEY once (cached for the second job), PD_NOFIELD once
+  }
+  EXPECT_EQ(server.count("/v1/secret/data/incident/gone"), 0u);
+
+  std::string out;
+  Json start;
+  for (const auto& r : cp.records(first)) {
+    if (r["kind"] == "output") {
+      auto b = base64_decode(r["data"]["b64"].get<std::string>());
+      out.append(b->begin(), b->end());
+    }
+    if (r["kind"] == "step.start") start = r["data"];
+  }
+  // The base64 line keeps only the padding of its last, partial group.
+  EXPECT_TRUE(out.starts_with("pd=***\n***")) << out;
+  EXPECT_LE(out.size(), std::string("pd=***\n***xy=\n").size()) << out;
+  ASSERT_TRUE(start.contains("secrets")) << start.dump();
+  EXPECT_EQ(start["secrets"][0]["name"], "PD_KEY");
+  EXPECT_EQ(start["secrets"][0]["fingerprint"].get<std::string>().size(), 32u);
+
+  connectors::Masker masker;
+  ASSERT_TRUE(masker.add(kValue));
+  const std::string log = agent.log_text();
+  for (const auto& id : {first, second, unmapped, nofield}) {
+    const std::string exported = cp.admin_get("/v1/jobs/" + id + "/records").body;
+    for (const auto& p : masker.patterns()) EXPECT_EQ(exported.find(p), std::string::npos) << p;
+    EXPECT_EQ(exported.find("hvs.tok"), std::string::npos);
+    EXPECT_EQ(exported.find(kSecretId), std::string::npos);
+  }
+  for (const auto& p : masker.patterns()) EXPECT_EQ(log.find(p), std::string::npos) << p;
+  EXPECT_EQ(log.find("hvs.tok"), std::string::npos);
+  EXPECT_EQ(log.find(kSecretId), std::string::npos);
+
+  auto step_error = [&](const std::string& id) {
+    for (const auto& r : cp.records(id)) {
+      if (r["kind"] == "step.end") return r["data"].value("error", std::string());
+    }
+    return std::string();
+  };
+  EXPECT_NE(step_error(unmapped).find("NOT_MAPPED is not in any configured provider"), std::string::npos)
+      << step_error(unmapped);
+  EXPECT_NE(step_error(nofield).find("no field \"nope\""), std::string::npos) << step_error(nofield);
+}
+
 }  // namespace
 }  // namespace delegate::testing
