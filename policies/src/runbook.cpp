@@ -9,6 +9,7 @@
 
 #include <delegate/common/fs.hpp>
 
+#include "runbook_secret_files.hpp"
 #include "yaml_util.hpp"
 
 namespace delegate::policies {
@@ -383,6 +384,14 @@ void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std:
       refuse_secret_refs(kv.first, path, step);
       if (step_root && key == "env" && kv.second.IsMap()) {
         for (const auto& var : kv.second) refuse_secret_refs(var.first, ykey(path, key), step);
+      } else if (step_root && key == "with" && kv.second.IsMap()) {
+        // with.secret_files values are secret references by design; their file names are not.
+        for (const auto& w : kv.second) {
+          const std::string wkey = w.first.IsScalar() ? w.first.Scalar() : std::string();
+          refuse_secret_refs(w.first, ykey(path, key), step);
+          if (wkey != "secret_files" || !w.second.IsMap()) refuse_secret_refs(w.second, ykey(ykey(path, key), wkey), step);
+          else for (const auto& f : w.second) refuse_secret_refs(f.first, ykey(ykey(path, key), wkey), step);
+        }
       } else {
         refuse_secret_refs(kv.second, ykey(path, key), step);
       }
@@ -421,7 +430,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
   const YAML::Node with = n["with"];
   if (uses == "command") {
     st.uses = StepKind::command;
-    detail::ycheck_keys(with, wpath, {"argv", "outputs"});
+    detail::ycheck_keys(with, wpath, {"argv", "outputs", "secret_files"});
     if (!with["argv"]) yfail(ykey(wpath, "argv"), "missing");
     st.argv = detail::ystring_list(with["argv"], ykey(wpath, "argv"), kMaxArgv);
     if (st.argv.empty()) yfail(ykey(wpath, "argv"), "must not be empty");
@@ -430,7 +439,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
     check_shell_string(st.argv, ykey(wpath, "argv"));
   } else if (uses == "script") {
     st.uses = StepKind::script;
-    detail::ycheck_keys(with, wpath, {"script", "interpreter", "outputs"});
+    detail::ycheck_keys(with, wpath, {"script", "interpreter", "outputs", "secret_files"});
     if (!with["script"]) yfail(ykey(wpath, "script"), "missing");
     st.script = detail::ystring(with["script"], ykey(wpath, "script"));
     if (st.script.empty()) yfail(ykey(wpath, "script"), "must not be empty");
@@ -462,6 +471,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
       yfail(ykey(path, "name"), "a step with outputs must be named [A-Za-z_][A-Za-z0-9_-]{0,63}");
     }
   }
+  if (with["secret_files"]) detail::parse_secret_files(with["secret_files"], ykey(wpath, "secret_files"), st);
   if (n["sandbox"]) st.sandbox = parse_sandbox(n["sandbox"], ykey(path, "sandbox"));
   if (n["env"]) {
     const std::string epath = ykey(path, "env");
