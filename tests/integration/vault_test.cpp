@@ -5,6 +5,8 @@
 // moves it, never by waiting.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <mutex>
 
@@ -353,20 +355,34 @@ TEST(VaultEndToEnd, AKvValueReachesAStepsEnvAndIsMaskedAndBadNamesFailClosed) {
   auto vault = std::make_shared<Vault>();
   FakeControlPlane server({cp.dir() / "server.pem", cp.dir() / "server.key"},
                           [vault](const FakeRequest& r) { return (*vault)(r); });
-  write_text(tmp.path / "secret_id", kSecretId + "\n", 0600);
+  // Outside /tmp (steps have their own): where the step's read-only host view would show
+  // the file, unless the agent hides it.
+  const fs::path sid_dir = "/var/tmp/delegate-vault-it-" + std::to_string(::getpid());
+  fs::remove_all(sid_dir);
+  fs::create_directories(sid_dir);
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{sid_dir};
+  const fs::path sid = sid_dir / "secret_id";
+  write_text(sid, kSecretId + "\n", 0600);
   const auto cfg = (cp.dir() / "agent.yaml").string();
   write_text(cfg,
              read_text(cfg) + "secrets:\n  providers: [local, vault]\n  vault:\n    address: https://127.0.0.1:" +
                  std::to_string(server.port()) + "\n    ca_file: " + (cp.dir() / "ca.pem").string() +
                  "\n    auth: {method: approle, role_id: " + kRoleId +
-                 ", secret_id_file: " + (tmp.path / "secret_id").string() +
+                 ", secret_id_file: " + sid.string() +
                  "}\n    secrets:\n      PD_KEY: {path: incident/pagerduty, field: routing_key}\n"
                  "      PD_NOFIELD: {path: incident/pagerduty, field: nope}\n",
              0600);
   write_text(cp.dir() / "runbooks" / "page.yaml",
              "name: page\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
              "  - name: send\n    uses: script\n    with:\n"
-             "      script: 'echo \"pd=$PD\"; printf %s \"$PD\" | base64 -w0; echo'\n"
+             "      script: 'echo \"pd=$PD\"; printf %s \"$PD\" | base64 -w0; echo; test -s " + sid.string() +
+                 " && echo sid-visible >&2 || echo sid-hidden >&2'\n"
              "    env: {PD: \"${secrets.PD_KEY}\"}\n");
   write_text(cp.dir() / "runbooks" / "unmapped.yaml",
              "name: unmapped\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
@@ -401,7 +417,7 @@ TEST(VaultEndToEnd, AKvValueReachesAStepsEnvAndIsMaskedAndBadNamesFailClosed) {
   std::string out;
   Json start;
   for (const auto& r : cp.records(first)) {
-    if (r["kind"] == "output") {
+    if (r["kind"] == "output" && r["data"]["stream"] == "stdout") {
       auto b = base64_decode(r["data"]["b64"].get<std::string>());
       out.append(b->begin(), b->end());
     }
@@ -409,6 +425,14 @@ TEST(VaultEndToEnd, AKvValueReachesAStepsEnvAndIsMaskedAndBadNamesFailClosed) {
   }
   // The base64 line keeps only the padding of its last, partial group.
   EXPECT_TRUE(out.starts_with("pd=***\n***")) << out;
+  std::string err;
+  for (const auto& r : cp.records(first)) {
+    if (r["kind"] == "output" && r["data"]["stream"] == "stderr") {
+      auto b = base64_decode(r["data"]["b64"].get<std::string>());
+      err.append(b->begin(), b->end());
+    }
+  }
+  EXPECT_EQ(err, "sid-hidden\n");  // the secret_id file is covered in the step's view
   EXPECT_LE(out.size(), std::string("pd=***\n***xy=\n").size()) << out;
   ASSERT_TRUE(start.contains("secrets")) << start.dump();
   EXPECT_EQ(start["secrets"][0]["name"], "PD_KEY");
