@@ -584,7 +584,7 @@ int run_daemon(const Config& config, const Clock& clock) {
     return 1;
   }
   const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
-  auto secrets = SecretResolver::create(config, creds != nullptr ? creds : "");
+  auto secrets = SecretResolver::create(config, creds != nullptr ? creds : "", clock);
   if (!secrets) {
     log::error("agent", "secrets: " + secrets.error().message);
     return 1;
