@@ -364,15 +364,15 @@ bool is_control_env(std::string_view name) {
          name == "IFS" || name == "SHELLOPTS" || name == "PS4";
 }
 
-// A secret reference anywhere but an env value (argv, script text, mount paths, names)
-// would put the value where it is recorded or visible to other processes: refused.
-// At a step's root (step_root), env values are skipped: that is where secrets belong.
+// A secret reference anywhere but an env value or a with.secret_files value (argv,
+// script text, mount paths, names) would put the value where it is recorded or visible
+// to other processes: refused. At a step's root (step_root), those are skipped.
 void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std::string& step,
                         bool step_root = false) {
   if (n.IsScalar()) {
     if (n.Scalar().find(kSecretRefOpen) != std::string::npos) {
       yfail(path, (step.empty() ? std::string() : "step \"" + printable(step) + "\": ") +
-                      "${secrets.…} may only be used in a step's env values");
+                      "${secrets.…} may only be used in a step's env values and with.secret_files");
     }
     return;
   }
