@@ -150,7 +150,8 @@ Result<void> parse_providers(const std::vector<std::string>& names, const std::s
     SecretProvider p{};
     if (n == "local") p = SecretProvider::local;
     else if (n == "systemd") p = SecretProvider::systemd;
-    else return fail(Errc::invalid_argument, where + ": unknown provider \"" + n + "\" (local, systemd)");
+    else if (n == "vault") p = SecretProvider::vault;
+    else return fail(Errc::invalid_argument, where + ": unknown provider \"" + n + "\" (local, systemd, vault)");
     if (std::find(out.begin(), out.end(), p) != out.end()) {
       return fail(Errc::invalid_argument, where + ": provider " + n + " listed twice");
     }
@@ -290,6 +291,12 @@ Result<void> validate(const Config& c) {
       return fail(Errc::invalid_argument, "sandbox.egress_allow_cidrs: " + cidr + ": " + r.error().message);
     }
   }
+  const bool vault = std::find(c.secrets.providers.begin(), c.secrets.providers.end(), SecretProvider::vault) !=
+                     c.secrets.providers.end();
+  if (vault != c.secrets.vault.has_value()) {
+    return fail(Errc::invalid_argument, vault ? "secrets.vault: required when secrets.providers lists vault"
+                                              : "secrets.vault: configured, but secrets.providers does not list vault");
+  }
   if (c.auth.api_keys_file.empty() && c.auth.oauth.empty()) {
     return fail(Errc::invalid_argument, "auth: configure api_keys_file and/or oauth issuers (no job could ever be authorised)");
   }
@@ -398,6 +405,10 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
           if (auto r = parse_providers(*v, where, c.secrets.providers); !r) return std::unexpected(r.error());
+        } else if (section == "secrets" && key == "vault") {
+          auto v = parse_vault_config(item.second, where);
+          if (!v) return std::unexpected(v.error());
+          c.secrets.vault = std::move(*v);
         } else if (section == "auth" && key == "oauth") {
           if (!item.second.IsSequence()) return fail(Errc::invalid_argument, where + ": must be a list");
           for (std::size_t i = 0; i < item.second.size(); ++i) {

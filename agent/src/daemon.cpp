@@ -69,6 +69,10 @@ connectors::StepContext step_base(const Config& c, const std::filesystem::path& 
   std::vector<std::filesystem::path> hidden = {c.agent.state_dir, c.control_plane.enrollment_token_file,
                                                 c.auth.api_keys_file, c.agent.spool_key_file, credentials_dir};
   // The local secret store (secrets.enc, secrets.key) lives in state_dir, hidden above.
+  if (c.secrets.vault) {
+    hidden.push_back(c.secrets.vault->token_file);
+    hidden.push_back(c.secrets.vault->secret_id_file);
+  }
   hidden.insert(hidden.end(), c.sandbox.hide_paths.begin(), c.sandbox.hide_paths.end());
   // All of them, whether they exist yet or not: each launch covers those that exist then
   // (connectors::prepare_step), so a file created after the agent started is hidden too.
@@ -597,7 +601,7 @@ int run_daemon(const Config& config, const Clock& clock) {
     return 1;
   }
   const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
-  auto secrets = SecretResolver::create(config, creds != nullptr ? creds : "");
+  auto secrets = SecretResolver::create(config, creds != nullptr ? creds : "", clock);
   if (!secrets) {
     log::error("agent", "secrets: " + secrets.error().message);
     return 1;

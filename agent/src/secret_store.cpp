@@ -205,7 +205,13 @@ Result<bool> SecretStore::remove(const std::string& name) {
   return true;
 }
 
-Result<SecretResolver> SecretResolver::create(const Config& config, const std::string& credentials_dir) {
+const Clock& SecretResolver::default_clock() {
+  static const SystemClock clock;
+  return clock;
+}
+
+Result<SecretResolver> SecretResolver::create(const Config& config, const std::string& credentials_dir,
+                                              const Clock& clock) {
   const auto& providers = config.secrets.providers;
   const bool systemd = std::find(providers.begin(), providers.end(), SecretProvider::systemd) != providers.end();
   if (systemd && credentials_dir.empty()) {
@@ -219,7 +225,14 @@ Result<SecretResolver> SecretResolver::create(const Config& config, const std::s
   // The store's key also keys the fingerprints, so it exists even without the local provider.
   auto store = SecretStore::open(config.agent.state_dir);
   if (!store) return std::unexpected(store.error());
-  return SecretResolver(providers, std::move(*store), systemd ? credentials_dir : std::string());
+  std::shared_ptr<VaultProvider> vault;
+  if (std::find(providers.begin(), providers.end(), SecretProvider::vault) != providers.end()) {
+    if (!config.secrets.vault) return fail(Errc::invalid_argument, "secrets.providers lists vault, but secrets.vault is missing");
+    auto v = VaultProvider::create(*config.secrets.vault, clock);
+    if (!v) return std::unexpected(v.error());
+    vault = std::move(*v);
+  }
+  return SecretResolver(providers, std::move(*store), systemd ? credentials_dir : std::string(), std::move(vault));
 }
 
 Result<std::string> SecretResolver::resolve(const std::string& name) const {
@@ -260,6 +273,14 @@ Result<std::string> SecretResolver::resolve(const std::string& name) const {
         // A credential file written with `echo` ends in a newline that is not part of it.
         if (v.ends_with('\n')) v.pop_back();
         return v;
+      }
+      case SecretProvider::vault: {
+        // A mapped name that Vault cannot deliver fails closed; it never falls through
+        // to a later provider.
+        auto v = vault_->read(name);
+        if (!v) return fail(v.error().code, "secret " + name + ": " + v.error().message);
+        if (*v) return std::move(**v);
+        break;
       }
     }
   }

@@ -185,5 +185,75 @@ TEST(SecretsConfig, ProvidersAreParsedStrictly) {
   EXPECT_EQ(env->secrets.providers.size(), 2u);
 }
 
+TEST(SecretsConfig, VaultIsParsedStrictly) {
+  const std::string base =
+      "control_plane: {url: https://cp, enrollment_token_file: /t}\nagent: {name: a}\n"
+      "auth: {api_keys_file: /k}\n";
+  const std::string approle =
+      "secrets:\n  providers: [local, vault]\n  vault:\n    address: https://vault.example:8200\n"
+      "    namespace: ops/team-a\n    mount: kv\n"
+      "    auth: {method: approle, role_id: r-1, secret_id_file: /etc/delegate/vault.sid, mount: ar}\n"
+      "    secrets: {PD_KEY: {path: incident/pagerduty, field: routing_key}}\n    cache_s: 60\n";
+  auto ok = parse_config(base + approle, {});
+  ASSERT_TRUE(ok) << ok.error().message;
+  ASSERT_TRUE(ok->secrets.vault);
+  const auto& v = *ok->secrets.vault;
+  EXPECT_EQ(v.address, "https://vault.example:8200");
+  EXPECT_EQ(v.vault_namespace, "ops/team-a");
+  EXPECT_EQ(v.mount, "kv");
+  EXPECT_EQ(v.auth, VaultConfig::Auth::approle);
+  EXPECT_EQ(v.role_id, "r-1");
+  EXPECT_EQ(v.auth_mount, "ar");
+  EXPECT_EQ(v.cache_s, 60u);
+  EXPECT_EQ(v.secrets.at("PD_KEY").path, "incident/pagerduty");
+  EXPECT_EQ(v.secrets.at("PD_KEY").field, "routing_key");
+  auto token = parse_config(base +
+                                "secrets:\n  providers: [vault]\n  vault:\n    address: https://v\n"
+                                "    auth: {method: token, token_file: /etc/delegate/vault.token}\n"
+                                "    secrets: {A: {path: a, field: f}}\n",
+                            {});
+  ASSERT_TRUE(token) << token.error().message;
+  EXPECT_EQ(token->secrets.vault->mount, "secret");
+  EXPECT_EQ(token->secrets.vault->cache_s, 300u);
+
+  auto replace = [&](const std::string& from, const std::string& to) {
+    std::string s = base + approle;
+    auto pos = s.find(from);
+    EXPECT_NE(pos, std::string::npos) << from;
+    return s.replace(pos, from.size(), to);
+  };
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"address: https://vault.example:8200", "address: http://vault.example:8200"},
+      {"address: https://vault.example:8200", "address: https://vault.example:8200/v1"},
+      {"address: https://vault.example:8200", "address: https://user@vault.example"},
+      {"path: incident/pagerduty", "path: incident/../sys/raw"},
+      {"path: incident/pagerduty", "path: /incident/pagerduty"},
+      {"path: incident/pagerduty", "path: \"incident/pager duty?x=1\""},
+      {"mount: kv", "mount: \"kv/../sys\""},
+      {"PD_KEY:", "pd-key:"},
+      {"field: routing_key", "field: \"\""},
+      {"method: approle", "method: userpass"},
+      {"role_id: r-1, ", ""},
+      {"secret_id_file: /etc/delegate/vault.sid", "secret_id_file: vault.sid"},
+      {"cache_s: 60", "cache_s: -1"},
+      {"cache_s: 60", "cache_s: 86401"},
+      {"cache_s: 60", "cache_ttl: 60"},
+      {"mount: ar}", "mount: ar, token_file: /t}"},  // a token key under approle
+      {"providers: [local, vault]", "providers: [local]"},  // configured but not listed
+      {"    secrets: {PD_KEY: {path: incident/pagerduty, field: routing_key}}\n", "    secrets: {}\n"},
+      {"field: routing_key}", "field: routing_key, version: 2}"},
+  };
+  for (const auto& [from, to] : bad) {
+    auto r = parse_config(replace(from, to), {});
+    EXPECT_FALSE(r) << to;
+    if (!r) {
+      EXPECT_NE(r.error().message.find("secrets.vault"), std::string::npos) << r.error().message;
+      EXPECT_EQ(r.error().message.find('\n'), std::string::npos) << r.error().message;
+    }
+  }
+  EXPECT_FALSE(parse_config(base + "secrets: {providers: [vault]}\n", {}));
+  EXPECT_FALSE(parse_config(base + approle, {{"DELEGATE_SECRETS_VAULT", "x"}}));
+}
+
 }  // namespace
 }  // namespace delegate::agent

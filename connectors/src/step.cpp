@@ -99,6 +99,14 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
     spec.env.push_back(name + "=" + *v);
   }
 
+  // Secret files: the value goes to the launcher, which writes it into the step's own
+  // tmpfs; step.start names the files only.
+  for (const auto& [file, name] : step.secret_files) {
+    auto it = secrets.find(name);
+    if (it == secrets.end()) return fail(Errc::not_found, "secret " + name + " was not resolved");
+    spec.secret_files.push_back(sandbox::SecretFile{file, it->second});
+  }
+
   spec.profile = sb.profile;
   spec.network = sb.network;
   spec.work_parent = ctx.work_parent;
@@ -204,6 +212,11 @@ Result<PreparedStep> prepare_step(const policies::Step& step, std::size_t index,
                          {"sockets", sb.sockets},
                          {"egress", sb.egress},
                          {"isolation", sandbox::describe(*plan)}}}};
+  if (!step.secret_files.empty()) {
+    Json files = Json::array();
+    for (const auto& [file, name] : step.secret_files) files.push_back(file);
+    out.audit["secret_files"] = std::move(files);
+  }
   return out;
 }
 

@@ -42,6 +42,16 @@ Json to_json(const Decision& d) {
   j["scopes"] = d.scopes;
   j["roles"] = d.roles;
   j["credential_sha256"] = d.credential_fingerprint;
+  // What the job will hand out, by name only (values never reach a decision; step.start
+  // adds the keyed fingerprint of what each step actually received).
+  if (d.allow && d.runbook != nullptr) {
+    Json received = Json::array();
+    for (std::size_t i = 0; i < d.runbook->steps.size(); ++i) {
+      const auto& st = d.runbook->steps[i];
+      if (!st.secrets.empty()) received.push_back(Json{{"step", st.name}, {"index", i}, {"secrets", st.secrets}});
+    }
+    if (!received.empty()) j["step_secrets"] = std::move(received);
+  }
   return j;
 }
 

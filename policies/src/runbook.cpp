@@ -11,6 +11,7 @@
 
 #include "runbook_egress.hpp"
 #include "runbook_detail.hpp"
+#include "runbook_secret_files.hpp"
 #include "yaml_util.hpp"
 
 namespace delegate::policies {
@@ -373,15 +374,15 @@ bool is_control_env(std::string_view name) {
          name == "IFS" || name == "SHELLOPTS" || name == "PS4";
 }
 
-// A secret reference anywhere but an env value (argv, script text, mount paths, names)
-// would put the value where it is recorded or visible to other processes: refused.
-// At a step's root (step_root), env values are skipped: that is where secrets belong.
+// A secret reference anywhere but an env value or a with.secret_files value (argv,
+// script text, mount paths, names) would put the value where it is recorded or visible
+// to other processes: refused. At a step's root (step_root), those are skipped.
 void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std::string& step,
                         bool step_root = false, bool http = false) {
   if (n.IsScalar()) {
     if (n.Scalar().find(kSecretRefOpen) != std::string::npos) {
       yfail(path, (step.empty() ? std::string() : "step \"" + printable(step) + "\": ") +
-                      "${secrets.…} may only be used in a step's env values");
+                      "${secrets.…} may only be used in a step's env values and with.secret_files");
     }
     return;
   }
@@ -395,6 +396,14 @@ void refuse_secret_refs(const YAML::Node& n, const std::string& path, const std:
         continue;  // an http step's with: is checked key by key (runbook_http.cpp)
       } else if (step_root && key == "env" && kv.second.IsMap()) {
         for (const auto& var : kv.second) refuse_secret_refs(var.first, ykey(path, key), step);
+      } else if (step_root && key == "with" && kv.second.IsMap()) {
+        // with.secret_files values are secret references by design; their file names are not.
+        for (const auto& w : kv.second) {
+          const std::string wkey = w.first.IsScalar() ? w.first.Scalar() : std::string();
+          refuse_secret_refs(w.first, ykey(path, key), step);
+          if (wkey != "secret_files" || !w.second.IsMap()) refuse_secret_refs(w.second, ykey(ykey(path, key), wkey), step);
+          else for (const auto& f : w.second) refuse_secret_refs(f.first, ykey(ykey(path, key), wkey), step);
+        }
       } else {
         refuse_secret_refs(kv.second, ykey(path, key), step);
       }
@@ -434,7 +443,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
   const YAML::Node with = n["with"];
   if (uses == "command") {
     st.uses = StepKind::command;
-    detail::ycheck_keys(with, wpath, {"argv", "outputs"});
+    detail::ycheck_keys(with, wpath, {"argv", "outputs", "secret_files"});
     if (!with["argv"]) yfail(ykey(wpath, "argv"), "missing");
     st.argv = detail::ystring_list(with["argv"], ykey(wpath, "argv"), kMaxArgv);
     if (st.argv.empty()) yfail(ykey(wpath, "argv"), "must not be empty");
@@ -443,7 +452,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
     check_shell_string(st.argv, ykey(wpath, "argv"));
   } else if (uses == "script") {
     st.uses = StepKind::script;
-    detail::ycheck_keys(with, wpath, {"script", "interpreter", "outputs"});
+    detail::ycheck_keys(with, wpath, {"script", "interpreter", "outputs", "secret_files"});
     if (!with["script"]) yfail(ykey(wpath, "script"), "missing");
     st.script = detail::ystring(with["script"], ykey(wpath, "script"));
     if (st.script.empty()) yfail(ykey(wpath, "script"), "must not be empty");
@@ -477,6 +486,7 @@ Step parse_step(const YAML::Node& n, const std::string& path, const Runbook& rb)
       yfail(ykey(path, "name"), "a step with outputs must be named [A-Za-z_][A-Za-z0-9_-]{0,63}");
     }
   }
+  if (with["secret_files"]) detail::parse_secret_files(with["secret_files"], ykey(wpath, "secret_files"), st);
   if (n["sandbox"]) st.sandbox = parse_sandbox(n["sandbox"], ykey(path, "sandbox"));
   if (st.uses == StepKind::http) detail::check_http_step(st, path);
   if (n["env"]) {

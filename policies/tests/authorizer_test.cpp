@@ -100,6 +100,37 @@ TEST_F(AuthorizerTest, Allow) {
   EXPECT_EQ(j.dump().find(oncall), std::string::npos) << "the secret must never be in the decision";
 }
 
+TEST_F(AuthorizerTest, AnAllowNamesTheSecretsEachStepWillReceiveNeverTheirValues) {
+  auto rb = parse_runbook(R"(
+name: page
+authorize: {scopes: [runbooks:execute]}
+steps:
+  - name: plain
+    uses: command
+    with: {argv: [/bin/true]}
+  - name: send
+    uses: command
+    with: {argv: [/bin/true]}
+    env: {A: "${secrets.PD_KEY}", B: "x ${secrets.TICKET} ${secrets.PD_KEY}"}
+)");
+  ASSERT_TRUE(rb) << rb.error().message;
+  catalog.add(std::move(*rb));
+  auto page = [&](const Json& auth) {
+    Json j{{"id", "job_1"}, {"runbook", "page"}, {"params", Json::object()}};
+    if (!auth.is_null()) j["authorization"] = auth;
+    auto parsed = parse_job(j);
+    EXPECT_TRUE(parsed);
+    return parsed.value_or(Job{});
+  };
+  Decision d = decide(page(Json{{"type", "api_key"}, {"key", oncall}}));
+  ASSERT_TRUE(d.allow) << d.detail;
+  EXPECT_EQ(to_json(d)["step_secrets"],
+            Json::parse(R"([{"step":"send","index":1,"secrets":["PD_KEY","TICKET"]}])"));
+  // Nothing to name: no key at all; a denial names nothing.
+  EXPECT_FALSE(to_json(decide(with_key(oncall))).contains("step_secrets"));
+  EXPECT_FALSE(to_json(decide(page(nullptr))).contains("step_secrets"));
+}
+
 TEST_F(AuthorizerTest, NoAuthorization) {
   Decision d = decide(job(""));
   expect_deny(d, Reason::no_authorization);

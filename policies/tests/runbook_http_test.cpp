@@ -82,7 +82,7 @@ TEST(RunbookHttp, TheHostMustBeInTheEgressAllowlistUnlessTheStepHasTheNetwork) {
       "idp.example.com:443 is not in sandbox.egress");
   EXPECT_TRUE(load("      url: https://API.example.com/\n").has_value());
   EXPECT_TRUE(load("      url: https://other.example.com:8443/\n", "    sandbox: {network: true}\n").has_value());
-  expect_refused("      url: https://api.example.com/\n", "must be host:port", "    sandbox: {egress: [\"api.example.com\"]}\n");
+  expect_refused("      url: https://api.example.com/\n", "missing ':port'", "    sandbox: {egress: [\"api.example.com\"]}\n");
 }
 
 TEST(RunbookHttp, ReferencesArePlacedOnlyWhereTheyAreSafe) {

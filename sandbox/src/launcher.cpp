@@ -121,12 +121,20 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
                                            .tmp_bytes = spec.limits.memory_bytes,
                                            .private_network = iso->net_ns,
                                            .host_network = spec.network,
-                                           .sockets = iso->sockets});
+                                           .sockets = iso->sockets,
+                                           .secret_files = &spec.secret_files,
+                                           .secret_uid = iso->uid,
+                                           .secret_gid = iso->gid});
     if (!m) return early_outcome(Status::setup_failed, m.error().message, *iso);
     mounts = std::move(*m);
   }
 
-  auto env = build_env(spec.env, workdir_str);
+  if (!spec.secret_files.empty() && !mounts) {
+    return early_outcome(Status::setup_failed, "secret files need a mount namespace, which this host does not provide", *iso);
+  }
+  std::vector<std::string> step_env = spec.env;
+  if (!spec.secret_files.empty()) step_env.push_back(std::string("DELEGATE_SECRETS_DIR=") + kSecretsDir);
+  auto env = build_env(step_env, workdir_str);
   if (!env) return early_outcome(Status::setup_failed, env.error().message, *iso);
   std::vector<std::string> argv_strings = spec.argv;
   std::vector<char*> argv = to_pointers(argv_strings);

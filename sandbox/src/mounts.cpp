@@ -6,6 +6,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +36,7 @@ constexpr const char* kProcReadOnly[] = {"sys", "sysrq-trigger", "irq", "bus", "
 class Builder {
  public:
   const char* str(std::string s) { return plan_.strings.emplace_back(std::move(s)).c_str(); }
+  const std::string& secret(const std::string& s) { return plan_.secret_data.items.emplace_back(s); }
   void add(MountStep s) { plan_.steps.push_back(s); }
 
   void mkdir(const std::string& path) { add({.op = MountOp::make_dir, .target = str(path)}); }
@@ -219,6 +221,34 @@ Result<MountPlan> build_mount_plan(const MountRequest& request) {
       hidden_dirs.push_back(neu + "/var/run");
       fresh.emplace_back("/var/run");
     }
+  }
+  // Secret files: a tmpfs of their own, written here in the child and then read-only.
+  // Its contents live only in memory of this mount namespace, gone with the step.
+  if (request.secret_files != nullptr && !request.secret_files->empty()) {
+    if (::access("/run", F_OK) != 0) return fail(Errc::unavailable, "secret files need /run, which this host lacks");
+    for (const BindMount& m : request.binds) {
+      if (under(m.path.lexically_normal(), kSecretsDir)) {
+        return fail(Errc::invalid_argument, "mount path " + m.path.string() + " would cover the step's secret files");
+      }
+    }
+    std::uint64_t size = 4096;
+    for (const auto& f : *request.secret_files) size += (f.content.size() + 4095) / 4096 * 4096 + 4096;
+    const std::string dir = neu + kSecretsDir;
+    b.mkdir(dir);
+    b.fs_mount("tmpfs", dir, MS_NOSUID | MS_NODEV | MS_NOEXEC,
+               "mode=0500,size=" + std::to_string(size) + ",nr_inodes=" +
+                   std::to_string(request.secret_files->size() + 4) + ",uid=" + std::to_string(request.secret_uid) +
+                   ",gid=" + std::to_string(request.secret_gid));
+    for (const auto& f : *request.secret_files) {
+      const std::string& data = b.secret(f.content);
+      b.add({.op = MountOp::write_file,
+             .source = data.data(),
+             .target = b.str(dir + "/" + f.name),
+             .length = data.size(),
+             .owner_uid = request.secret_uid,
+             .owner_gid = request.secret_gid});
+    }
+    b.attr(dir, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, false);
   }
   auto in_fresh = [&](const fs::path& p) {
     return std::any_of(fresh.begin(), fresh.end(), [&](const fs::path& f) { return under(p, f); });
@@ -477,6 +507,27 @@ int cover_socket(const MountStep& s) noexcept {
   return rc;
 }
 
+int write_file(const MountStep& s) noexcept {
+  const int fd = ::open(s.target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+  if (fd < 0) return -1;
+  std::size_t done = 0;
+  while (done < s.length) {
+    const ssize_t n = ::write(fd, s.source + done, s.length - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      close_keep_errno(fd);
+      return -1;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fchown(fd, s.owner_uid, s.owner_gid) != 0 || ::fchmod(fd, 0400) != 0) {
+    close_keep_errno(fd);
+    return -1;
+  }
+  return ::close(fd);
+}
+
 int run_step(const MountStep& s) noexcept {
   if (s.optional && !exists(s.target)) return 0;
   switch (s.op) {
@@ -514,12 +565,18 @@ int run_step(const MountStep& s) noexcept {
       return tmpfs_checked(s);
     case MountOp::cover_socket:
       return cover_socket(s);
+    case MountOp::write_file:
+      return write_file(s);
   }
   errno = EINVAL;
   return -1;
 }
 
 }  // namespace
+
+WipedStrings::~WipedStrings() {
+  for (auto& s : items) OPENSSL_cleanse(s.data(), s.size());
+}
 
 int apply_mounts(const MountPlan& plan, int* failed_step) noexcept {
   for (std::size_t i = 0; i < plan.steps.size(); ++i) {
@@ -551,6 +608,7 @@ std::string describe_step(const MountPlan& plan, int index) {
              " (the path must still be the object the agent checked)";
     case MountOp::tmpfs_checked: return "covering hidden " + text(s.target);
     case MountOp::cover_socket: return "covering host socket " + text(s.target);
+    case MountOp::write_file: return "writing secret file " + text(s.target);
   }
   return "mount setup";
 }

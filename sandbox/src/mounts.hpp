@@ -17,6 +17,7 @@
 
 #include <delegate/common/error.hpp>
 #include <delegate/sandbox/isolation.hpp>
+#include <delegate/sandbox/launcher.hpp>
 
 #include "unique_fd.hpp"
 
@@ -44,6 +45,9 @@ enum class MountOp {
   // /dev/null over `target` when a socket is found there (opened without following
   // symlinks); nothing when the path is absent or not a socket in the view.
   cover_socket,
+  // Write `length` bytes at `source` into a new file `target` (O_EXCL, no symlink),
+  // mode 0400, owned by owner_uid/owner_gid: a secret file in the step's tmpfs.
+  write_file,
 };
 
 struct MountStep {
@@ -61,10 +65,23 @@ struct MountStep {
   bool check_target = false;  // bind_checked / tmpfs_checked: the target must be tgt_dev/tgt_ino
   dev_t tgt_dev = 0;
   ino_t tgt_ino = 0;
+  std::size_t length = 0;  // write_file
+  uid_t owner_uid = 0;     // write_file
+  gid_t owner_gid = 0;
+};
+
+// Secret contents the plan points into: wiped when the plan goes away.
+struct WipedStrings {
+  std::deque<std::string> items;
+  WipedStrings() = default;
+  WipedStrings(WipedStrings&&) = default;
+  WipedStrings& operator=(WipedStrings&&) = default;
+  ~WipedStrings();
 };
 
 struct MountPlan {
   std::deque<std::string> strings;  // storage the steps point into; a deque never moves them
+  WipedStrings secret_data;
   std::vector<MountStep> steps;
   // The parent's O_PATH descriptors of every checked source and target, held until the
   // launch is over: a pinned inode cannot be freed and its number reused by another
@@ -86,6 +103,10 @@ struct MountRequest {
   // Canonical paths of the granted host sockets (IsolationPlan::sockets). When there
   // are any, every other named socket the host lists in /proc/net/unix is covered.
   std::vector<std::string> sockets;
+  // Secret files for a fresh tmpfs at /run/secrets, owned by the step's uid/gid.
+  const std::vector<SecretFile>* secret_files = nullptr;
+  uid_t secret_uid = 0;
+  gid_t secret_gid = 0;
 };
 
 [[nodiscard]] Result<MountPlan> build_mount_plan(const MountRequest& request);

@@ -5,10 +5,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <delegate/common/error.hpp>
+
+namespace YAML {
+class Node;
+}
 
 namespace delegate::agent {
 
@@ -30,7 +35,28 @@ struct OAuthIssuerConfig {
 };
 
 // Where `${secrets.NAME}` values come from (agent.yaml secrets.providers).
-enum class SecretProvider { local, systemd };
+enum class SecretProvider { local, systemd, vault };
+
+// secrets.vault: HashiCorp Vault KV v2 (docs/secrets.md). Only the names mapped in
+// `secrets` can be read; a runbook never names a Vault path.
+struct VaultConfig {
+  enum class Auth { token, approle };
+  struct Entry {
+    std::string path;   // under the KV v2 mount: GET /v1/<mount>/data/<path>
+    std::string field;  // the string member of data.data
+  };
+  std::string address;                  // https://host[:port], no path
+  std::filesystem::path ca_file;        // empty: the system trust store
+  std::string vault_namespace;          // X-Vault-Namespace when non-empty
+  std::string mount = "secret";
+  Auth auth = Auth::token;
+  std::filesystem::path token_file;     // auth token: the token (0600 or stricter)
+  std::string role_id;                  // auth approle
+  std::filesystem::path secret_id_file; // auth approle (0600 or stricter)
+  std::string auth_mount = "approle";   // auth approle: POST /v1/auth/<auth_mount>/login
+  std::map<std::string, Entry> secrets; // secret NAME -> where it lives
+  std::uint32_t cache_s = 300;          // 0: every step reads Vault again
+};
 
 struct Config {
   struct ControlPlane {
@@ -82,6 +108,8 @@ struct Config {
   struct Secrets {
     // Tried in this order; the first that has the name wins. Default: the local store.
     std::vector<SecretProvider> providers{SecretProvider::local};
+    // Present exactly when providers lists vault.
+    std::optional<VaultConfig> vault;
   } secrets;
   struct Connectors {
     // Extra trust anchors for http steps (PEM files), on top of the system store.
@@ -97,6 +125,9 @@ using Environment = std::map<std::string, std::string>;
 
 // The process environment (only DELEGATE_* variables).
 [[nodiscard]] Environment process_environment();
+
+// secrets.vault (config_vault.cpp); `where` is "secrets.vault".
+[[nodiscard]] Result<VaultConfig> parse_vault_config(const YAML::Node& node, const std::string& where);
 
 [[nodiscard]] Result<Config> parse_config(std::string_view yaml_text, const Environment& env);
 [[nodiscard]] Result<Config> load_config(const std::filesystem::path& file, const Environment& env);

@@ -1,14 +1,16 @@
 #pragma once
 // Secrets for runbook steps (docs/secrets.md). Providers, tried in the order agent.yaml
-// lists them: the local encrypted store in state_dir, and systemd credentials
-// ($CREDENTIALS_DIRECTORY/NAME). Values never leave the agent: they are not logged,
+// lists them: the local encrypted store in state_dir, systemd credentials
+// ($CREDENTIALS_DIRECTORY/NAME) and HashiCorp Vault KV v2 (secret_vault.hpp). Values never leave the agent: they are not logged,
 // not sent to the control plane, and records name them only by keyed fingerprint.
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <delegate/agent/config.hpp>
+#include <delegate/agent/secret_vault.hpp>
 #include <delegate/agent/spool.hpp>
 #include <delegate/common/error.hpp>
 
@@ -43,8 +45,10 @@ class SecretStore {
 class SecretResolver {
  public:
   // credentials_dir: $CREDENTIALS_DIRECTORY of the agent's process (empty if unset); a
-  // configuration that lists systemd without it is refused here.
-  [[nodiscard]] static Result<SecretResolver> create(const Config& config, const std::string& credentials_dir);
+  // configuration that lists systemd without it is refused here. `clock` (which must
+  // outlive the resolver) times Vault's leases and cache.
+  [[nodiscard]] static Result<SecretResolver> create(const Config& config, const std::string& credentials_dir,
+                                                     const Clock& clock = default_clock());
   // The value, or an error naming the secret (never containing its value).
   [[nodiscard]] Result<std::string> resolve(const std::string& name) const;
   // HMAC-SHA256 under the agent's fingerprint key, first 16 bytes in hex: lets a
@@ -54,11 +58,18 @@ class SecretResolver {
   [[nodiscard]] const std::filesystem::path& credentials_dir() const { return credentials_dir_; }
 
  private:
-  SecretResolver(std::vector<SecretProvider> providers, SecretStore store, std::filesystem::path credentials_dir)
-      : providers_(std::move(providers)), store_(std::move(store)), credentials_dir_(std::move(credentials_dir)) {}
+  SecretResolver(std::vector<SecretProvider> providers, SecretStore store, std::filesystem::path credentials_dir,
+                 std::shared_ptr<VaultProvider> vault)
+      : providers_(std::move(providers)),
+        store_(std::move(store)),
+        credentials_dir_(std::move(credentials_dir)),
+        vault_(std::move(vault)) {}
+  static const Clock& default_clock();
   std::vector<SecretProvider> providers_;
   SecretStore store_;
   std::filesystem::path credentials_dir_;
+  // Shared so the resolver stays movable; it has its own lock and cache.
+  std::shared_ptr<VaultProvider> vault_;
 };
 
 }  // namespace delegate::agent

@@ -109,7 +109,9 @@ struct Step {
   std::string script;
   // values may reference ${params.x}, ${steps.s.outputs.y} and ${secrets.NAME}
   std::map<std::string, std::string> env;
-  // Names of the secrets the env values reference: the step receives only these.
+  // with.secret_files: file name in /run/secrets -> secret NAME (one reference each).
+  std::map<std::string, std::string> secret_files;
+  // Names of the secrets the env values and secret_files reference: the step receives only these.
   std::vector<std::string> secrets;
   StepSandbox sandbox;
   std::map<std::string, OutputSpec> outputs;  // with.outputs
@@ -129,8 +131,10 @@ struct Runbook {
   std::vector<Step> steps;
 };
 
-// "${secrets." opens a secret reference; it is allowed only in a step's env values.
+// "${secrets." opens a secret reference; it is allowed only in a step's env values and
+// as the whole value of a with.secret_files entry.
 inline constexpr std::string_view kSecretRefOpen = "${secrets.";
+inline constexpr std::size_t kMaxSecretFiles = 16;
 
 // Secret names, like parameter names: [A-Za-z_][A-Za-z0-9_]{0,63}.
 [[nodiscard]] bool valid_secret_name(std::string_view name);

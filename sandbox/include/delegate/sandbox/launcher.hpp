@@ -33,6 +33,17 @@ struct Limits {
   std::uint64_t output_bytes = 1ull << 20;        // per step, stdout+stderr; the rest is dropped and counted
 };
 
+// A secret handed to the step as a file: name (validated by the runbook parser:
+// [A-Za-z0-9._-]{1,64}, no leading dot) and content. The launcher writes it into a
+// fresh tmpfs at kSecretsDir inside the step's mount namespace (0400, owned by the step
+// user; the directory 0500, then read-only), never onto a host disk, never into argv
+// or the environment; the step's env gets DELEGATE_SECRETS_DIR=kSecretsDir.
+struct SecretFile {
+  std::string name;
+  std::string content;
+};
+inline constexpr const char* kSecretsDir = "/run/secrets";
+
 struct Spec {
   // argv[0] is resolved against PATH of the clean environment in the parent; a missing
   // program yields Status::not_found without forking.
@@ -51,6 +62,8 @@ struct Spec {
   // Optional stdin content (written then closed); empty = /dev/null.
   std::string stdin_data;
   IsolationOptions isolation;
+  // Needs a mount namespace: without one the step fails with setup_failed.
+  std::vector<SecretFile> secret_files;
 };
 
 enum class Stream { stdout_stream, stderr_stream };
