@@ -32,10 +32,8 @@ endforeach()
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME delegate)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-# DELEGATE_PACKAGE_VERSION overrides (the package test builds a lower "previous" version).
-if(DEFINED DELEGATE_PACKAGE_VERSION)
-  set(CPACK_PACKAGE_VERSION ${DELEGATE_PACKAGE_VERSION})
-endif()
+# (`cpack -D CPACK_PACKAGE_VERSION=...` overrides it: the package test builds a lower
+# "previous" version that way to test upgrades.)
 set(CPACK_PACKAGE_CONTACT "delegate maintainers <delegate@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "hardened agent that runs approved incident runbooks in a sandbox")
 set(CPACK_PACKAGE_DESCRIPTION
