@@ -14,7 +14,14 @@ install(FILES ${_runbooks} DESTINATION /etc/delegate/runbooks)
 if(EXISTS ${PROJECT_SOURCE_DIR}/examples/runbooks)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/examples/runbooks/ DESTINATION share/doc/delegate/examples)
 endif()
-install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION share/doc/delegate)
+install(FILES ${PROJECT_SOURCE_DIR}/README.md ${_pkg}/debian/copyright DESTINATION share/doc/delegate)
+# A native package's changelog (Debian policy 12.7), compressed reproducibly.
+string(TIMESTAMP _now "%a, %d %b %Y %H:%M:%S +0000" UTC)
+file(WRITE ${CMAKE_BINARY_DIR}/debian/changelog
+     "delegate (${PROJECT_VERSION}) unstable; urgency=medium\n\n  * Built from the project tree; see the project history.\n\n -- delegate maintainers <delegate@example.org>  ${_now}\n")
+execute_process(COMMAND gzip -9nc ${CMAKE_BINARY_DIR}/debian/changelog
+                OUTPUT_FILE ${CMAKE_BINARY_DIR}/debian/changelog.gz COMMAND_ERROR_IS_FATAL ANY)
+install(FILES ${CMAKE_BINARY_DIR}/debian/changelog.gz DESTINATION share/doc/delegate)
 
 # Every file under /etc is a conffile: dpkg keeps the administrator's version on upgrade
 # and removes it only on purge.
@@ -34,10 +41,10 @@ set(CPACK_PACKAGE_NAME delegate)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 # (`cpack -D CPACK_PACKAGE_VERSION=...` overrides it: the package test builds a lower
 # "previous" version that way to test upgrades.)
-set(CPACK_PACKAGE_CONTACT "delegate maintainers <delegate@localhost>")
+set(CPACK_PACKAGE_CONTACT "delegate maintainers <delegate@example.org>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "hardened agent that runs approved incident runbooks in a sandbox")
 set(CPACK_PACKAGE_DESCRIPTION
-    "delegate-agent polls a control plane over TLS 1.3, authorises each job locally (OAuth or API keys),\n runs runbook steps in a namespace, seccomp and cgroup sandbox and streams signed, hash-chained audit\n records. Also ships the reference control plane and the audit verifier.")
+    "delegate-agent polls a control plane over TLS 1.3, authorises each job\nlocally (OAuth or API keys), runs runbook steps in a namespace, seccomp\nand cgroup sandbox and streams signed, hash-chained audit records.\nAlso ships the reference control plane and the audit verifier.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)

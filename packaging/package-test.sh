@@ -50,6 +50,12 @@ check "package version is the project version" test "$(dpkg-deb -f "$cur" Versio
 check "depends on adduser and the shared libraries" has_line "$(dpkg-deb -f "$cur" Depends)" 'adduser.*libssl3\|libssl3.*adduser'
 check "agent.yaml and the runbooks are conffiles" has_line "$(dpkg-deb -e "$cur" "$WORK/ctl" && cat "$WORK/ctl/conffiles")" '/etc/delegate/agent.yaml'
 
+if command -v lintian >/dev/null; then
+  check "lintian: no errors" bash -c "lintian --fail-on error '$cur' 2>/dev/null | sed 's/^/      lintian| /'; test \${PIPESTATUS[0]} = 0"
+else
+  echo "      lintian not installed: its check SKIPPED"
+fi
+
 install_deb() { dpkg -i "$1" >"$WORK/dpkg.log" 2>&1 || { apt-get install -y --no-install-recommends "$1" >>"$WORK/dpkg.log" 2>&1; }; }
 
 # 1. Fresh install of the previous version.
