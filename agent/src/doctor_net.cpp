@@ -13,6 +13,7 @@
 #include <memory>
 
 #include <delegate/agent/doctor.hpp>
+#include <delegate/common/fs.hpp>
 #include <delegate/common/json.hpp>
 #include <delegate/common/strict.hpp>
 
@@ -180,7 +181,18 @@ void doctor_network_checks(const Config& config, const DoctorOptions& options, s
     const auto& iss = config.auth.oauth[i];
     const std::string name = "jwks " + iss.issuer;
     if (iss.jwks_uri.empty()) {
-      out.push_back({name, true, "keys from the file " + iss.jwks_file.string() + " (no network)"});
+      auto text = read_file(iss.jwks_file, kMaxBody);
+      auto doc = text ? parse_json_strict(*text) : Result<Json>(std::unexpected(text.error()));
+      if (!doc || !doc->is_object() || !doc->contains("keys") || !(*doc)["keys"].is_array()) {
+        out.push_back({name, false,
+                       iss.jwks_file.string() + " is not a readable JWK set (" +
+                           (doc ? std::string("no \"keys\" array") : doc.error().message) +
+                           "); put the issuer's JWK set there"});
+      } else {
+        out.push_back({name, true,
+                       "keys from the file " + iss.jwks_file.string() + ": " + std::to_string((*doc)["keys"].size()) +
+                           " key(s)"});
+      }
       continue;
     }
     if (!iss.ca_file.empty()) {

@@ -100,5 +100,27 @@ TEST_F(DoctorOffline, StateDirReadableByOthersAndWorldReadableKeysFail) {
   EXPECT_FALSE(find(checks, "mode of API keys file")->ok);
 }
 
+TEST_F(DoctorOffline, JwksFileThatIsNotAJwkSetFails) {
+  write(dir_.path / "jwks.json", "{\"kids\": []}", static_cast<fs::perms>(0644));
+  auto text = std::string();
+  {
+    std::ifstream in(config_);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  text.replace(text.find("auth:\n"), 6,
+               "auth:\n  oauth:\n    - issuer: https://idp.example/\n      audience: d\n      jwks_file: " +
+                   (dir_.path / "jwks.json").string() + "\n      algorithms: [EdDSA]\n");
+  write(config_, text, fs::perms::owner_read | fs::perms::owner_write);
+  auto checks = run_doctor(config_, {});
+  const auto* jwks = find(checks, "jwks https://idp.example/");
+  ASSERT_NE(jwks, nullptr);
+  EXPECT_FALSE(jwks->ok);
+  EXPECT_NE(jwks->detail.find("not a readable JWK set"), std::string::npos) << jwks->detail;
+
+  write(dir_.path / "jwks.json", "{\"keys\": []}", static_cast<fs::perms>(0644));
+  checks = run_doctor(config_, {});
+  EXPECT_TRUE(find(checks, "jwks https://idp.example/")->ok) << find(checks, "jwks https://idp.example/")->detail;
+}
+
 }  // namespace
 }  // namespace delegate::agent
