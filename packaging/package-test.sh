@@ -102,6 +102,23 @@ check "control-plane unit exposure at most 2.0" awk -v s="$(systemd-analyze secu
 sed -i 's/^  name: unnamed-agent$/  name: edited-agent/' /etc/delegate/agent.yaml
 echo "# local edit" >>/etc/delegate/agent.yaml
 (umask 077 && echo "enroll-token-from-site" >/etc/delegate/enrollment.token)
+# The unit's credential wiring: its LoadCredential= sources copied into a stand-in for
+# $CREDENTIALS_DIRECTORY (mode 0400, as systemd makes them) and its Environment= lines
+# with %d expanded; doctor must then judge the credential copies.
+mkdir -m 0700 "$WORK/creds"
+env_args=()
+while IFS= read -r line; do
+  case "$line" in
+    LoadCredential=*) spec="${line#LoadCredential=}"; install -m 0400 "${spec#*:}" "$WORK/creds/${spec%%:*}" ;;
+    Environment=*) env_args+=("${line#Environment=}") ;;
+  esac
+done </lib/systemd/system/delegate-agent.service
+env_args=("${env_args[@]//%d/$WORK/creds}")
+creds_doctor="$(env "${env_args[@]}" delegate-agent doctor --config /etc/delegate/agent.yaml 2>&1 || true)"
+check "unit credentials: doctor reads the enrollment token from the credentials directory" \
+  has_line "$creds_doctor" "^ok    mode of enrollment token: $WORK/creds/enrollment-token mode 0400"
+check "unit credentials: doctor reads the spool key from the credentials directory" \
+  has_line "$creds_doctor" "^ok    mode of spool key: $WORK/creds/spool-key mode 0400"
 key_before="$(delegate-agent identity --config /etc/delegate/agent.yaml)"
 spool_before="$(sha256sum </etc/delegate/spool.key)"
 for step in "upgrade to $(basename "$cur")" "reinstall $(basename "$cur") over itself"; do
