@@ -135,6 +135,35 @@ TEST_F(Doctor, BrokenRunbookIsNamed) {
   EXPECT_TRUE(line_of(r.out, "runbook catalog").starts_with("FAIL  ")) << r.out;
 }
 
+TEST_F(Doctor, JwksUriNotTrustedByTheIssuersCaIsNamed) {
+  auto other = run({Bins::controlplane(), "init", "--dir", (tmp_.path / "other").string(), "--listen", "127.0.0.1:1"});
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  auto cfg = read_text(config_);
+  replace_line(cfg, "      ca_file", (tmp_.path / "other" / "ca.pem").string());
+  write_text(tmp_.path / "agent.yaml", cfg, 0600);
+  const auto r = doctor(tmp_.path / "agent.yaml");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_TRUE(line_of(r.out, "control plane TLS").starts_with("ok    ")) << r.out;
+  const auto at = r.out.find("FAIL  jwks https://127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("certificate verification failed", at), std::string::npos) << r.out;
+}
+
+TEST(DoctorTls, ControlPlaneOfferingOnlyTls12IsNamed) {
+  TempDir tmp;
+  auto init = run({Bins::controlplane(), "init", "--dir", (tmp.path / "cp").string(), "--listen", "127.0.0.1:1"});
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  FakeControlPlane server({tmp.path / "cp" / "server.pem", tmp.path / "cp" / "server.key", TLS1_2_VERSION, TLS1_2_VERSION},
+                          [](const FakeRequest&) { return FakeAnswer{}; });
+  write_text(tmp.path / "agent.yaml", agent_config_for(tmp.path / "cp", server.port()), 0600);
+  const auto r = doctor(tmp.path / "agent.yaml");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  const auto l = line_of(r.out, "control plane TLS");
+  EXPECT_TRUE(l.starts_with("FAIL  ")) << r.out;
+  EXPECT_NE(l.find("offers TLS 1.3"), std::string::npos) << l;
+  EXPECT_EQ(server.count("/healthz"), 0u);  // no request over the older protocol
+}
+
 TEST(DoctorClock, SkewBeyondTheConfiguredLimitFails) {
   TempDir tmp;
   auto init = run({Bins::controlplane(), "init", "--dir", (tmp.path / "cp").string(), "--listen", "127.0.0.1:1"});
