@@ -8,6 +8,7 @@
 #include <boost/program_options.hpp>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 
