@@ -13,10 +13,11 @@ PKGS=(
   libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl python3
 )
-# The test suite also needs clang-16 + libFuzzer for the fuzz targets, and bubblewrap
-# as the sandbox benchmark's reference.
+# The test suite also needs clang-16 + libFuzzer for the fuzz targets, bubblewrap
+# as the sandbox benchmark's reference, and for the package test dpkg-dev
+# (dpkg-shlibdeps), adduser, systemd (systemd-analyze) and lintian.
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev bubblewrap)
+  PKGS+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev bubblewrap dpkg-dev adduser systemd lintian)
 fi
 
 missing=()

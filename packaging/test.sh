@@ -2,7 +2,8 @@
 # Installs what is missing, builds, and runs the whole test suite:
 #   1. libFuzzer targets (clang), each run briefly on its seed corpus;
 #   2. unit + integration tests under AddressSanitizer and UndefinedBehaviorSanitizer;
-#   3. unit + integration tests on the regular build (its ctest summary closes the output).
+#   3. the Debian package's install/upgrade/remove/purge cycle (packaging/package-test.sh);
+#   4. unit + integration tests on the regular build (its ctest summary closes the output).
 # Exits non-zero on any failure. DELEGATE_FUZZ_SECONDS sets the per-target fuzz time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,7 +37,12 @@ cmake --build build-asan -j"$JOBS"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest -j"$JOBS" --output-on-failure --timeout 600)
 
-section "tests (regular build)"
+section "build (regular)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$JOBS"
+
+section "package: build the .deb, install, upgrade, remove, purge (packaging/package-test.sh)"
+bash packaging/package-test.sh build
+
+section "tests (regular build)"
 cd build && ctest -j"$JOBS" --output-on-failure --timeout 600

@@ -18,6 +18,7 @@ constexpr const char* kUsage =
     "       delegate-agent check-job --config FILE --job FILE [--now RFC3339]\n"
     "       delegate-agent sandbox-run [--profile NAME|FILE] [--network] [--timeout S] [--memory-mb N]\n"
     "                                  [--pids N] [--ro PATH]... [--rw PATH]... -- PROGRAM [ARGS...]\n"
+    "       delegate-agent doctor --config FILE\n"
     "       delegate-agent identity --config FILE\n"
     "       delegate-agent api-key create --config FILE --id ID [--scope S]... [--role R]... [--expires RFC3339]\n"
     "       delegate-agent api-key revoke --config FILE --id ID\n"
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     if (cmd == "identity") return delegate::agent::cli::identity(args);
     if (cmd == "api-key") return delegate::agent::cli::api_key(args);
     if (cmd == "secret") return delegate::agent::cli::secret(args);
+    if (cmd == "doctor") return delegate::agent::cli::doctor(args);
   } catch (const boost::program_options::error& e) {
     std::cerr << "delegate-agent " << cmd << ": " << e.what() << "\n";
     return 2;

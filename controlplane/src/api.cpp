@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <ctime>
 #include <regex>
 #include <vector>
 
@@ -170,10 +171,26 @@ Response internal_error(const Error& e) {
 
 using namespace detail;
 
+namespace {
+
+// IMF-fixdate (RFC 9110 section 5.6.7), always in GMT.
+std::string http_date_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
+}
+
+}  // namespace
+
 Response json_response(http::status status, const Json& body, unsigned version) {
   Response res{status, version};
   res.set(http::field::content_type, "application/json");
   res.set(http::field::cache_control, "no-store");
+  // Agents compare their clocks with it (delegate-agent doctor, "clock skew").
+  res.set(http::field::date, http_date_now());
   // Error messages may quote client bytes; never let invalid UTF-8 turn into a 500.
   res.body() = body.dump(-1, ' ', false, Json::error_handler_t::replace);
   res.prepare_payload();
