@@ -31,6 +31,34 @@ KEY=$("$AGENT" api-key create --config "$CFG" --id sre-oncall-alice --scope runb
 echo "key: ${KEY:0:20}… (hidden)"
 "$AGENT" api-key list --config "$CFG"
 
+say "A local stand-in for a third-party incident-ticket API (HTTPS, its own demo CA)"
+# Steps reach it only through the agent's egress proxy: the runbook's step names
+# tickets.example.com:443, which the demo points at the stand-in on loopback.
+TPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=delegate-demo-tickets-ca \
+  -keyout "$RUN/tickets-ca.key" -out "$RUN/tickets-ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout "$RUN/tickets.key" \
+  -out "$RUN/tickets.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\n' >"$RUN/tickets.ext"
+openssl x509 -req -in "$RUN/tickets.csr" -CA "$RUN/tickets-ca.pem" -CAkey "$RUN/tickets-ca.key" -CAcreateserial \
+  -days 1 -extfile "$RUN/tickets.ext" -out "$RUN/tickets.pem" 2>/dev/null
+TICKET_KEY="tk_live_$(openssl rand -hex 16)"
+printf '%s' "$TICKET_KEY" >"$RUN/tickets-api-key"
+python3 examples/demo/ticket_service.py --cert "$RUN/tickets.pem" --key "$RUN/tickets.key" \
+  --api-key-file "$RUN/tickets-api-key" --journal "$RUN/tickets-journal.jsonl" --port "$TPORT" \
+  >"$RUN/tickets.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -s --cacert "$RUN/tickets-ca.pem" "https://localhost:$TPORT/" >/dev/null && break; sleep 0.1; done
+echo "ticket API stand-in: https://localhost:$TPORT (TLS 1.3 only)"
+sed -e "s#tickets.example.com:443#localhost:$TPORT#g" examples/demo/incident-ticket.yaml >"$RUN/cp/runbooks/incident-ticket.yaml"
+# The agent's policy for it: trust the stand-in's CA for http steps, and let egress reach
+# loopback addresses (refused by default, like every private range).
+sed -i -e 's#^  allow_sockets: \[\]#  egress_allow_cidrs: [127.0.0.0/8, "::1/128"]\n&#' "$CFG"
+printf 'connectors:\n  ca_files: [%s]\nsecrets:\n  providers: [local]\n' "$RUN/tickets-ca.pem" >>"$CFG"
+echo "storing the API key in the agent's encrypted secret store (read from stdin, never printed):"
+printf '%s' "$TICKET_KEY" | "$AGENT" secret set ticket_api_key --config "$CFG"
+"$AGENT" secret list --config "$CFG"
+
 say "Starting the agent (it generates its Ed25519 identity and registers)"
 PUB=$("$AGENT" identity --config "$CFG")
 echo "agent public key: $PUB"
@@ -108,6 +136,35 @@ RSTATUS=$(wait_final "$RJOB")
 api "$URL/v1/jobs/$RJOB/records" >"$RUN/$RJOB.jsonl"
 show_log "$RUN/$RJOB.jsonl" | sed -n '2p'
 
+say "A connector runbook: open a ticket (http step, API key from the secret store), note on it by id"
+TJOB=$(submit "{\"runbook\":\"incident-ticket\",\"params\":{\"title\":\"API latency above SLO\",\"severity\":\"sev2\"},\"incident\":\"IR-1234\",\"authorization\":{\"type\":\"api_key\",\"key\":\"$KEY\"}}")
+TSTATUS=$(wait_final "$TJOB")
+echo "job: $TJOB status: $TSTATUS"
+api "$URL/v1/jobs/$TJOB/records" >"$RUN/$TJOB.jsonl"
+show_log "$RUN/$TJOB.jsonl"
+"$AUDIT" verify --public-key "$PUB" "$RUN/$TJOB.jsonl"
+echo "what the stand-in received (the key is checked there, not printed):"
+python3 - "$RUN/tickets-journal.jsonl" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    print(f'  {r["method"]} {r["path"]}  api key ok: {r["api_key_ok"]}  body: {json.dumps(r["body"])}')
+PY
+echo "the key, its base64 and its hex in the signed records and the agent's log:"
+LEAKS=0
+for form in "$TICKET_KEY" "$(printf '%s' "$TICKET_KEY" | base64)" "$(printf '%s' "$TICKET_KEY" | od -An -tx1 | tr -d ' \n')"; do
+  python3 - "$RUN/$TJOB.jsonl" "$form" <<'PY' || LEAKS=1
+import base64, json, sys
+needle = sys.argv[2]
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    text = l + (base64.b64decode(r["data"]["b64"]).decode("utf-8", "replace") if r["kind"] == "output" else "")
+    if needle in text: sys.exit(1)
+PY
+  grep -qF -- "$form" "$RUN/agent.log" && LEAKS=1
+done
+[ "$LEAKS" = 0 ] && echo "  none: every form is masked as *** before the records are signed" || echo "  LEAKED"
+
 say "A job with a wrong API key is denied by the agent itself, and audited"
 BAD=$(submit "{\"runbook\":\"host-diagnostics\",\"incident\":\"IR-1234\",\"authorization\":{\"type\":\"api_key\",\"key\":\"dlg.sre-oncall-alice.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}}")
 BAD_STATUS=$(wait_final "$BAD")
@@ -156,6 +213,6 @@ for l in open(sys.argv[1]):
 PY
 if "$AUDIT" verify --public-key "$PUB" "$RUN/deleted.jsonl"; then echo "deletion NOT detected"; exit 1; fi
 
-[ "$STATUS" = "succeeded" ] && [ "$OSTATUS" = "succeeded" ] && [ "$RSTATUS" = "denied" ] && [ "$BAD_STATUS" = "denied" ] ||
+[ "$STATUS" = "succeeded" ] && [ "$OSTATUS" = "succeeded" ] && [ "$TSTATUS" = "succeeded" ] && [ "$LEAKS" = 0 ] && [ "$RSTATUS" = "denied" ] && [ "$BAD_STATUS" = "denied" ] ||
   { echo "demo FAILED"; exit 1; }
 say "Demo complete"
