@@ -89,7 +89,14 @@ for line in open(sys.argv[1]):
         extra = f'reason={d["reason"]} ({d.get("detail","")})' if d["decision"] == "deny" else f'subject={d["subject"]} scopes={d["scopes"]} roles={d["roles"]}'
         print(head, d["decision"].upper(), extra)
     elif k == "step.start":
-        print(head, f'{d["step"]}: {" ".join(d.get("argv", []))}')
+        if "http" in d:
+            print(head, f'{d["step"]}: {d["http"]["method"]} {d["http"]["url"]} (auth {d.get("auth", {}).get("type")}, egress {d["sandbox"].get("egress")})')
+        else:
+            print(head, f'{d["step"]}: {" ".join(d.get("argv", []))}')
+        for s in d.get("secrets", []):
+            print("        | secret", s.get("name"), "fingerprint", s.get("fingerprint", "")[:16] + "…")
+    elif k == "net.connect":
+        print(head, f'{d["step"]}: {d["host"]}:{d["port"]} {"allowed" if d["allowed"] else "REFUSED"} ({d["reason"]})')
     elif k == "output":
         text = base64.b64decode(d["b64"]).decode("utf-8", "replace").rstrip("\n")
         print(head, f'[{d["step"]} {d["stream"]}]')
@@ -98,7 +105,10 @@ for line in open(sys.argv[1]):
         if len(text.splitlines()) > 8:
             print("        | …")
     elif k == "step.end":
-        print(head, f'{d["step"]}: {d["status"]} exit={d.get("exit_code")} {d.get("duration_ms")} ms')
+        if "http" in d:
+            print(head, f'{d["step"]}: {d["status"]} {d["http"].get("request")} -> {d["http"].get("status")} outputs={json.dumps(d.get("outputs", {}))}')
+        else:
+            print(head, f'{d["step"]}: {d["status"]} exit={d.get("exit_code")} {d.get("duration_ms")} ms')
     elif k == "job.end":
         print(head, f'status={d["status"]} records={d["records"]}')
     else:
