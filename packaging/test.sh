@@ -11,7 +11,7 @@ cd "$ROOT"
 bash packaging/install-deps.sh --test
 
 JOBS=2
-FUZZ_SECONDS="${DELEGATE_FUZZ_SECONDS:-20}"
+FUZZ_SECONDS="${DELEGATE_FUZZ_SECONDS:-12}"
 section() { printf '\n==== %s ====\n' "$*"; }
 
 section "fuzz: build (clang-16, libFuzzer + ASan/UBSan)"
