@@ -1,5 +1,5 @@
 #pragma once
-// Deny reason codes (docs/authorization.md; an interface, never renamed). Every denial carries exactly one.
+// Deny reason codes (docs/reasons.md; an interface, never renamed). Every denial carries exactly one.
 #include <optional>
 #include <string_view>
 
