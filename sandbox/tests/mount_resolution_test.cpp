@@ -1,5 +1,5 @@
 // ro/rw/hide paths are resolved once, in the parent, and the child binds exactly the
-// object that was checked (issue 9 §6). The race is replayed deterministically: the
+// object that was checked (docs/sandbox.md, "The file-system view"). The race is replayed deterministically: the
 // plan is built, the path is swapped, then the child's half runs.
 #include <fcntl.h>
 #include <sched.h>

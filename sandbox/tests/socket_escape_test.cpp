@@ -1,4 +1,4 @@
-// Host Unix sockets from inside a real step (issue 9 §1): the listeners live outside,
+// Host Unix sockets from inside a real step (docs/sandbox.md, "Host sockets"): the listeners live outside,
 // in the test process, and say themselves whether anything reached them, so a probe
 // that failed for another reason cannot pass as a blocked connection. Every refusal
 // has a positive control: the same probe reaching a socket the step was granted.

@@ -1,7 +1,7 @@
 // An agent that is not root (in a container, under a hardened unit) maps its own ids
 // into each step's user namespace. The child must stay dumpable until the parent has
 // written those maps, or the kernel makes /proc/<child>/{setgroups,uid_map,gid_map}
-// root-owned and launches fail at random (issue 9 §7). This test runs many launches as
+// root-owned and launches fail at random (docs/sandbox.md, "Start-up sequence"). This test runs many launches as
 // uid/gid 65534 without capabilities, in a fresh copy of this binary (host support is
 // probed once per process, and this one is root).
 #include <grp.h>

@@ -1,5 +1,5 @@
 #pragma once
-// agent.yaml (keys documented in the README; they are an interface, never renamed). Every key is known; an unknown key, a wrong
+// agent.yaml (every key in docs/configuration.md; they are an interface, never renamed). Every key is known; an unknown key, a wrong
 // type or an invalid value is an error naming the key. DELEGATE_<SECTION>_<KEY>
 // environment variables override single values (containers).
 #include <cstdint>
