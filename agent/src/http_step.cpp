@@ -2,6 +2,7 @@
 #include "step_egress.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 
 #include <delegate/agent/token_cache.hpp>
@@ -49,6 +50,23 @@ std::string clean_text(std::string s, std::size_t cap) {
   }
   return Json::parse(Json(s).dump(-1, ' ', false, Json::error_handler_t::replace)).get<std::string>();
 }
+
+// Masked first, then cut: never cut first, or a secret at the cut would leave its prefix.
+// Text that arrived already cut at `cut_at` bytes (a kept header, the child's stderr)
+// may end in a secret's prefix: it is masked as a stream that is never finished, so such
+// a tail is held back and dropped.
+std::string masked_cut(const connectors::Masker& masker, std::string_view text, std::size_t cap,
+                       std::size_t cut_at = std::string_view::npos) {
+  if (text.size() < cut_at) return clean_text(masker.mask(text), cap);
+  connectors::MaskingStream stream(masker);
+  return clean_text(stream.write(text), cap);
+}
+
+// The response headers the child keeps (connectors/src/http_request.cpp), each value at
+// most kChildHeaderCut bytes; nothing else the child prints is recorded as a header.
+constexpr std::array<std::string_view, 4> kRecordedHeaders = {"content-type", "location", "retry-after",
+                                                              "x-request-id"};
+constexpr std::size_t kChildHeaderCut = 1024;
 
 struct ChildRun {
   sandbox::Outcome outcome;
@@ -109,7 +127,7 @@ Result<Json> result_of(const ChildRun& run, const connectors::Masker& masker) {
   if (o.status != sandbox::Status::exited || o.exit_code != 0) {
     std::string why = o.status == sandbox::Status::timed_out ? "timed out" : "the request process failed";
     if (!o.error.empty()) why += ": " + o.error;
-    if (!run.stderr_text.empty()) why += ": " + clean_text(run.stderr_text, 512);
+    if (!run.stderr_text.empty()) why += ": " + masked_cut(masker, run.stderr_text, 512, kMaxChildStderr);
     return fail(o.status == sandbox::Status::timed_out ? Errc::timeout : Errc::io, masker.mask(why));
   }
   if (run.overflow) return fail(Errc::too_large, "the request process printed more than 1 MiB");
@@ -117,6 +135,16 @@ Result<Json> result_of(const ChildRun& run, const connectors::Masker& masker) {
   while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
   auto doc = parse_json_strict(line, JsonLimits{.max_bytes = kMaxResultLine, .max_depth = 8});
   if (!doc || !doc->is_object()) return fail(Errc::parse, "the request process printed no result");
+  // The child is what a hostile response may have compromised: a result shaped to make
+  // a typed read below throw must fail the step, not the agent.
+  for (const char* key : {"status", "attempts", "body_bytes"}) {
+    if (doc->contains(key) && !(*doc)[key].is_number_integer()) {
+      return fail(Errc::parse, std::string("the request process printed a malformed ") + key);
+    }
+  }
+  if (doc->contains("error") && !(*doc)["error"].is_string()) {
+    return fail(Errc::parse, "the request process printed a malformed error");
+  }
   return *doc;
 }
 
@@ -138,7 +166,12 @@ Result<Token> oauth_token(const HttpStepInput& in, const RunnerDeps& deps, const
                           const sandbox::CancelToken& cancel, const RecordFn& record) {
   if (deps.tokens == nullptr) return fail(Errc::internal, "this agent keeps no token cache");
   if (!force) {
-    if (auto t = deps.tokens->get(key)) return Token{*t, false};
+    if (auto t = deps.tokens->get(key)) {
+      // A job's masker starts empty: a cached token must be masked in this job too, or an
+      // API that echoes the Authorization header would put it in the records.
+      if (auto r = masker.add(*t); !r) return fail(r.error().code, "access token " + r.error().message);
+      return Token{*t, false};
+    }
   }
   const auto& a = in.step.http.auth;
   const std::string basic = b64(form_encode(a.client_id) + ":" + form_encode(in.secrets.at(a.client_secret)));
@@ -283,6 +316,14 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
       break;
     }
   }
+  // Credentials come from secret stores and token endpoints, which may be hostile too:
+  // no value may split the request.
+  for (const auto& hdr : headers) {
+    if (hdr[1].get_ref<const std::string&>().find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      return setup_failed(Error{Errc::invalid_argument,
+                                "header " + hdr[0].get<std::string>() + " would contain CR, LF or NUL"});
+    }
+  }
   request["headers"] = headers;
   // The headers a redirect to another host:port must not carry: auth's, and any that
   // holds a secret.
@@ -350,7 +391,8 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
   if (r.contains("headers") && r["headers"].is_object()) {
     Json kept = Json::object();
     for (const auto& [k, v] : r["headers"].items()) {
-      if (v.is_string()) kept[k] = masker.mask(clean_text(v.get<std::string>(), 1024));
+      const bool known = std::find(kRecordedHeaders.begin(), kRecordedHeaders.end(), k) != kRecordedHeaders.end();
+      if (known && v.is_string()) kept[k] = masked_cut(masker, v.get<std::string>(), kChildHeaderCut, kChildHeaderCut);
     }
     http["headers"] = kept;
   }
@@ -358,7 +400,7 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
   if (r.contains("redirects") && r["redirects"].is_array() && !r["redirects"].empty()) {
     Json red = Json::array();
     for (const auto& u : r["redirects"]) {
-      if (u.is_string()) red.push_back(masker.mask(clean_text(u.get<std::string>(), 2048)));
+      if (u.is_string()) red.push_back(masked_cut(masker, u.get<std::string>(), 2048));
     }
     http["redirects"] = red;
   }
@@ -411,7 +453,7 @@ HttpStepResult run_http_step(const HttpStepInput& in, const RunnerDeps& deps, co
   end["http"] = std::move(http);
   if (!error.empty()) {
     end["status"] = "failed";
-    end["error"] = masker.mask(clean_text(error, 1024));
+    end["error"] = clean_text(masker.mask(error), 1024);
     result.status = "failed";
     result.outputs = nullptr;
   } else {

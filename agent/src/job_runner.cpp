@@ -183,8 +183,18 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
       Json received = Json::array();
       auto secrets = resolve_secrets(step, deps, masker, received);
       if (step.uses == policies::StepKind::http && secrets) {
-        auto r = run_http_step({step, i, decision.params, outputs, *secrets, std::move(received), ctx}, deps, masker,
-                               [&](audit::Kind k, Json d) { return rec.add(k, std::move(d)); }, control.cancel);
+        HttpStepResult r;
+        try {
+          r = run_http_step({step, i, decision.params, outputs, *secrets, std::move(received), ctx}, deps, masker,
+                            [&](audit::Kind k, Json d) { return rec.add(k, std::move(d)); }, control.cancel);
+        } catch (const std::exception& e) {
+          // Defence in depth: nothing the request process prints may end the agent. The
+          // step's end is still recorded, and the job fails.
+          log::error("agent", "job " + job.id + ": http step " + step.name + ": " + masker.mask(e.what()));
+          rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "agent_error"},
+                                              {"error", "the request's result could not be read"}});
+          r = HttpStepResult{"failed", nullptr};
+        }
         status = r.status == "cancelled" && control.interrupted ? "interrupted" : r.status;
         if (!r.outputs.is_null()) outputs[step.name] = std::move(r.outputs);
         if (!rec.ok()) status = "failed";

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 
 namespace delegate::agent {
 
@@ -35,8 +37,23 @@ Result<std::unique_ptr<StepEgress>> StepEgress::start(const policies::Step& step
   }
   config.policy = egress::AddressPolicy(allow_cidrs);
   const std::string name = step.name;
-  config.record = [name, &masker, record = std::move(record)](const egress::ConnectEvent& ev) {
-    return record(net_connect_data(name, ev, masker));
+  // A step that opens connections in a loop must not flood the job's log: every record
+  // is signed and spooled, and a full spool stalls every job. After the budget, one more
+  // record says so, and every later attempt is refused without one.
+  auto attempts = std::make_shared<std::atomic<std::size_t>>(0);
+  config.record = [name, &masker, record = std::move(record), attempts](const egress::ConnectEvent& ev) {
+    const std::size_t n = ++*attempts;
+    if (n > kMaxNetConnectRecords + 1) return false;
+    Json d = net_connect_data(name, ev, masker);
+    if (n == kMaxNetConnectRecords + 1) {
+      d["allowed"] = false;
+      d["reason"] = "budget_exhausted";
+      d["detail"] = "more than " + std::to_string(kMaxNetConnectRecords) +
+                    " connection attempts: this one and every later one refused";
+      (void)record(std::move(d));
+      return false;
+    }
+    return record(std::move(d));
   };
   auto netns = sandbox::StepNetns::create();
   if (!netns) return fail(netns.error().code, "step " + step.name + ": " + netns.error().message);

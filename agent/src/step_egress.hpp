@@ -17,6 +17,10 @@
 
 namespace delegate::agent {
 
+// Connection attempts one step may make (each one a net.connect record); beyond it
+// every attempt is refused (docs/egress.md).
+inline constexpr std::size_t kMaxNetConnectRecords = 256;
+
 // Records one net.connect; false when it could not be recorded (the attempt is refused).
 using NetConnectRecorder = std::function<bool(Json)>;
 

@@ -3,10 +3,16 @@
 // request) and what it records before anything is sent.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include <delegate/agent/job_runner.hpp>
+#include <delegate/agent/secrets.hpp>
 #include <delegate/audit/record.hpp>
+#include <delegate/policies/job.hpp>
 #include <delegate/policies/runbook.hpp>
 
 #include "runner_fixture.hpp"
@@ -68,6 +74,86 @@ TEST_F(HttpStepTest, UrlValuesArePercentEncodedAndRecordedAndAMissingProgramFail
   ASSERT_EQ(ends.size(), 1u);
   EXPECT_EQ(ends[0]["status"], "setup_failed");
   EXPECT_NE(ends[0]["error"].get<std::string>().find("no http program"), std::string::npos) << ends[0].dump();
+}
+
+// The request process is what a hostile response may compromise: whatever it prints,
+// the agent records the step as failed and goes on (here a stand-in that prints a
+// result whose fields have the wrong types).
+TEST_F(HttpStepTest, AResultWithWrongTypesFailsTheStepNotTheAgent) {
+  // Steps have a private /tmp: the stand-in goes where their read-only host view shows it.
+  const std::filesystem::path dir = "/var/tmp/delegate-http-result-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const auto program = dir / "fake-http";
+  {
+    std::ofstream f(program);
+    f << "#!/bin/sh\ncat >/dev/null\necho '{\"status\":\"200\",\"attempts\":[1]}'\n";
+  }
+  std::filesystem::permissions(program, std::filesystem::perms::owner_all | std::filesystem::perms::others_read |
+                                            std::filesystem::perms::others_exec | std::filesystem::perms::group_read |
+                                            std::filesystem::perms::group_exec);
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all | std::filesystem::perms::others_read |
+                                        std::filesystem::perms::others_exec | std::filesystem::perms::group_read |
+                                        std::filesystem::perms::group_exec);
+  auto rb = policies::parse_runbook(
+      "name: api\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
+      "  - name: call\n    uses: http\n    with:\n      url: https://api.example.com/v1\n"
+      "    sandbox: {egress: [api.example.com:443]}\n");
+  ASSERT_TRUE(rb) << rb.error().message;
+  catalog_.add(std::move(*rb));
+  Sink sink;
+  const Json raw = job_json("api", Json::object());
+  auto job = policies::parse_job(raw);
+  ASSERT_TRUE(job);
+  connectors::StepContext ctx;
+  ctx.work_parent = work_ / "work";
+  ctx.http_program = program;
+  RunnerDeps deps{*ident_, clock_, "agt_1", catalog_, std::make_shared<const policies::ApiKeyStore>(keys_),
+                  policies::AuthorizerOptions{}, sink, ctx, filters_};
+  JobControl control;
+  EXPECT_EQ(run_job(raw, *job, deps, control).status, "failed");
+  std::filesystem::remove_all(dir);
+  auto ends = sink.of_kind(audit::Kind::step_end);
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_EQ(ends[0]["status"], "failed");
+  EXPECT_NE(ends[0]["error"].get<std::string>().find("malformed status"), std::string::npos) << ends[0].dump();
+  EXPECT_EQ(sink.of_kind(audit::Kind::job_end).size(), 1u);
+}
+
+
+// Credentials come from secret stores (Vault among them) and token endpoints: a value
+// with CR/LF must not split the request either, and the refusal does not quote it.
+TEST_F(HttpStepTest, ACredentialWithALineBreakCannotSplitTheRequest) {
+  const std::string injected = "tok-7f3a9\r\nX-Injected: yes";
+  Config config;
+  config.agent.state_dir = work_ / "state";
+  auto store = SecretStore::open(config.agent.state_dir);
+  ASSERT_TRUE(store) << store.error().message;
+  ASSERT_TRUE(store->set("API_TOKEN", injected));
+  auto secrets = SecretResolver::create(config, "");
+  ASSERT_TRUE(secrets) << secrets.error().message;
+  auto rb = policies::parse_runbook(
+      "name: api\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
+      "  - name: call\n    uses: http\n    with:\n      url: https://api.example.com/v1\n"
+      "      auth: {type: bearer, secret: API_TOKEN}\n    sandbox: {egress: [api.example.com:443]}\n");
+  ASSERT_TRUE(rb) << rb.error().message;
+  catalog_.add(std::move(*rb));
+  Sink sink;
+  const Json raw = job_json("api", Json::object());
+  auto job = policies::parse_job(raw);
+  ASSERT_TRUE(job);
+  connectors::StepContext ctx;
+  ctx.work_parent = work_ / "work";
+  ctx.http_program = "/bin/true";  // never reached: the request is refused while it is built
+  RunnerDeps deps{*ident_, clock_, "agt_1", catalog_, std::make_shared<const policies::ApiKeyStore>(keys_),
+                  policies::AuthorizerOptions{}, sink, ctx, filters_, &*secrets};
+  JobControl control;
+  EXPECT_EQ(run_job(raw, *job, deps, control).status, "failed");
+  auto ends = sink.of_kind(audit::Kind::step_end);
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_EQ(ends[0]["status"], "setup_failed");
+  const std::string error = ends[0]["error"].get<std::string>();
+  EXPECT_NE(error.find("header Authorization would contain CR, LF or NUL"), std::string::npos) << error;
+  EXPECT_EQ(error.find("tok-7f3a9"), std::string::npos) << error;
 }
 
 }  // namespace

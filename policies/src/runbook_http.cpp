@@ -324,6 +324,11 @@ Result<std::string> substitute_url(std::string_view tmpl, const Json& params, co
     out.append(tmpl.substr(last, pos - last));
     auto v = substitute(tmpl.substr(pos, end - pos), params, outputs);
     if (!v) return std::unexpected(v.error());
+    // "." and ".." are dot segments: the client would resolve them and the request
+    // would reach another path of the same API, with the same credential.
+    if (*v == "." || *v == "..") {
+      return fail(Errc::invalid_argument, "a URL value cannot be \"" + *v + "\" (a dot segment)");
+    }
     out += percent_encode(*v);
     last = end;
   }

@@ -127,6 +127,21 @@ TEST(RunbookHttp, UrlSubstitutionPercentEncodesSoAValueStaysInItsSegment) {
   EXPECT_EQ(*url, "https://api.example.com/t/a%2F..%2Fb%3Fx%3D1%26y%3D2%23z%20%25?n=3&q=a%2F..%2Fb%3Fx%3D1%26y%3D2%23z%20%25");
 }
 
+TEST(RunbookHttp, AValueThatIsADotSegmentIsRefusedNotResolvedToAnotherPath) {
+  // /v1/tickets/${id}/close with id ".." would reach /v1/close once the client resolves
+  // dot segments, with the same credential.
+  const std::string tmpl = "https://api.example.com/v1/tickets/${steps.open.outputs.id}/close";
+  for (const char* dots : {"..", "."}) {
+    auto url = substitute_url(tmpl, Json::object(), Json{{"open", {{"id", dots}}}});
+    ASSERT_FALSE(url) << dots << " -> " << *url;
+    EXPECT_NE(url.error().message.find("dot segment"), std::string::npos) << url.error().message;
+  }
+  // Positive control: dots inside a value are just characters of that segment.
+  auto ok = substitute_url(tmpl, Json::object(), Json{{"open", {{"id", "..a"}}}});
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(*ok, "https://api.example.com/v1/tickets/..a/close");
+}
+
 TEST(RunbookHttp, BodySubstitutionKeepsTypesAndEscapesText) {
   const Json params{{"title", "say \"hi\"\n"}, {"n", 3}};
   const Json outputs{{"s1", {{"id", 42}}}};

@@ -187,6 +187,37 @@ TEST_F(Egress, WithoutAllowCidrsTheLoopbackAddressOfAnAllowedNameIsRefused) {
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
 }
 
+TEST_F(Egress, AStepCannotFloodTheJobsLogWithConnectionAttempts) {
+  // Every attempt is a signed, spooled record: a step that connects in a loop gets a
+  // budget (256), one record saying it is spent, and refusals without records after it,
+  // even for its allowed target.
+  const std::string curl = "/usr/bin/curl -sS --max-time 10 -o /dev/null --cacert " + (shared_ / "ca.pem").string() + " ";
+  write_text(cp_->dir() / "runbooks" / "flood.yaml",
+             "name: flood\nauthorize: {scopes: [runbooks:execute]}\nsteps:\n"
+             "  - name: flood\n    uses: script\n    with:\n      script: |\n"
+             "        " + curl + "https://localhost:" + port_ + "/before; echo \" before-rc=$?\"\n"
+             "        i=0; while [ $i -lt 300 ]; do " + curl + "https://127.0.0.1:" + port_ + "/x 2>/dev/null; i=$((i+1)); done\n"
+             "        " + curl + "https://localhost:" + port_ + "/after; echo \" after-rc=$?\"\n"
+             "    sandbox: {timeout_s: 300, egress: [\"localhost:" + port_ + "\"]}\n");
+  start_agent("  egress_allow_cidrs: [127.0.0.0/8, \"::1/128\"]\n");
+  const auto id = submit("flood");
+  ASSERT_EQ(cp_->wait_final(id, std::chrono::seconds(300)), "succeeded");
+  const auto recs = cp_->records(id);
+  const std::string out = stream_of(recs, "stdout");
+  EXPECT_NE(out.find("before-rc=0"), std::string::npos) << out;  // positive control
+  EXPECT_EQ(standin_saw("/before"), 1u);
+  EXPECT_NE(out.find("after-rc=56"), std::string::npos) << out;
+  EXPECT_EQ(standin_saw("/after"), 0u);
+  const auto connects = of_kind(recs, "net.connect");
+  ASSERT_EQ(connects.size(), 257u);
+  EXPECT_EQ(connects[0]["reason"], "allowed");
+  EXPECT_EQ(connects[255]["reason"], "not_in_allowlist");
+  EXPECT_EQ(connects[256]["reason"], "budget_exhausted");
+  EXPECT_EQ(connects[256]["allowed"], false);
+  auto v = verify(id);
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+}
+
 TEST_F(Egress, HostNetworkIsTheAgentsChoice) {
   start_agent("");
   const auto refused = submit("hostnet");

@@ -63,6 +63,11 @@ struct Api {
       Json echo{{"authorization", r.authorization}, {"padding", std::string(5000, 'p')}};
       return {200, echo.dump(), "application/json", {{"X-Request-Id", r.authorization}}};
     }
+    if (t == "/whoami-padded") {
+      // The echoed credential where the recorded header value is cut (1024 bytes): only a
+      // prefix of it would be in the record.
+      return {200, "{}", "application/json", {{"X-Request-Id", std::string(1010, 'x') + r.authorization}}};
+    }
     if (t == "/redirect-away") return {302, "", "text/plain", {{"Location", "https://evil.example.net:443/steal"}}};
     if (t == "/redirect-home") return {302, "", "text/plain", {{"Location", "/v2/final"}}};
     if (t == "/redirect-other") return {307, "", "text/plain", {{"Location", other_base + "/landing"}}};
@@ -217,6 +222,11 @@ TEST_F(HttpStep, OAuthTokenFetchedOnceReusedAcrossStepsAndJobsRefetchedAfterExpi
   std::string short_post2 = named(post, "s2");
   short_post2.replace(short_post2.find("chat-bot"), 8, "short");
   runbook("short", short_post + short_post2);
+  // A later job with the cached token, against an API that echoes it back.
+  runbook("echo", "  - name: echo\n    uses: http\n    with:\n      url: " + base() + "/whoami\n" + auth +
+                      "    sandbox: {egress: [\"" + authority() + "\"]}\n"
+                      "  - name: padded\n    uses: http\n    with:\n      url: " + base() + "/whoami-padded\n" + auth +
+                      "    sandbox: {egress: [\"" + authority() + "\"]}\n");
   std::string always = named(post, "denied");
   always.replace(always.find("/chat"), 5, "/chat-always-401");
   runbook("always401", always);
@@ -237,6 +247,16 @@ TEST_F(HttpStep, OAuthTokenFetchedOnceReusedAcrossStepsAndJobsRefetchedAfterExpi
   EXPECT_EQ(step_record(cp_->records(j1), "step.start", "two")["auth"]["token"], "cached");
   EXPECT_EQ(step_record(cp_->records(j2), "step.start", "one")["auth"]["token"], "cached");
   EXPECT_EQ(step_record(cp_->records(j2), "step.start", "one")["auth"]["client_id"], "chat-bot");
+  // Masked in every job that uses it, not only in the one that fetched it; and where the
+  // record cuts an echoed value, the token's prefix at the cut is dropped, not recorded.
+  const auto je = submit("echo");
+  ASSERT_EQ(cp_->wait_final(je), "succeeded") << agent.log_text();
+  EXPECT_EQ(server_->count("/oauth/token"), 1u);
+  EXPECT_EQ(step_record(cp_->records(je), "step.start", "echo")["auth"]["token"], "cached");
+  EXPECT_EQ(step_record(cp_->records(je), "step.end", "echo")["http"]["headers"]["x-request-id"], "Bearer ***")
+      << step_record(cp_->records(je), "step.end", "echo").dump();
+  EXPECT_EQ(step_record(cp_->records(je), "step.end", "padded")["http"]["headers"]["x-request-id"],
+            std::string(1010, 'x') + "Bearer ");
 
   // The API revokes the token early: one refresh, one retry, success.
   {
@@ -265,7 +285,7 @@ TEST_F(HttpStep, OAuthTokenFetchedOnceReusedAcrossStepsAndJobsRefetchedAfterExpi
 
   std::vector<std::string> tokens;
   for (int i = 1; i <= 5; ++i) tokens.push_back("tok-" + std::to_string(i) + "-a1b2c3d4e5");
-  for (const auto& j : {j1, j2, j3, j4, j5}) expect_no_secrets(cp_->admin_get("/v1/jobs/" + j + "/records").body, "export", tokens);
+  for (const auto& j : {j1, j2, je, j3, j4, j5}) expect_no_secrets(cp_->admin_get("/v1/jobs/" + j + "/records").body, "export", tokens);
   expect_no_secrets(agent.log_text(), "agent log", tokens);
 }
 
