@@ -1,6 +1,7 @@
 // delegate-agent: the daemon and its offline subcommands.
 #include <boost/program_options/errors.hpp>
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -46,7 +47,16 @@ int main(int argc, char** argv) {
   }
   if (cmd == "sandbox-run") return delegate::sandbox::sandbox_run_main(argc - 1, argv + 1);
   // Internal: the sandboxed half of an http step (request spec on stdin, never argv).
-  if (cmd == "http-request") return delegate::connectors::http_request_main();
+  if (cmd == "http-request") {
+    // The sandboxed half of an http step is a one-shot process with nothing to tear
+    // down: it ends with _Exit once its output is flushed. That also keeps exit-time
+    // handlers from running inside the sandbox, such as a sanitizer build's leak check,
+    // which needs ptrace (refused by the step's seccomp filter) and would fail the step.
+    const int rc = delegate::connectors::http_request_main();
+    std::cout.flush();
+    std::cerr.flush();
+    std::_Exit(rc);
+  }
   std::vector<std::string> args(argv + 2, argv + argc);
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {
