@@ -7,6 +7,7 @@
 
 #include <delegate/agent/token_cache.hpp>
 #include <delegate/common/encoding.hpp>
+#include <delegate/common/uri.hpp>
 #include <delegate/connectors/step.hpp>
 
 namespace delegate::agent {
@@ -19,21 +20,6 @@ constexpr std::int64_t kChildGraceMs = 2000;
 
 std::string b64(std::string_view s) { return base64_encode(as_bytes(s)); }
 
-// RFC 6749 appendix B: client_id and secret are form-encoded before HTTP Basic.
-std::string form_encode(std::string_view v) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 std::string join(const std::vector<std::string>& v, const char* sep) {
   std::string out;
@@ -174,10 +160,10 @@ Result<Token> oauth_token(const HttpStepInput& in, const RunnerDeps& deps, const
     }
   }
   const auto& a = in.step.http.auth;
-  const std::string basic = b64(form_encode(a.client_id) + ":" + form_encode(in.secrets.at(a.client_secret)));
+  const std::string basic = b64(percent_encode(a.client_id) + ":" + percent_encode(in.secrets.at(a.client_secret)));
   if (auto r = masker.add(basic); !r) return fail(r.error().code, "client credentials " + r.error().message);
   std::string form = "grant_type=client_credentials";
-  if (!a.scopes.empty()) form += "&scope=" + form_encode(join(a.scopes, " "));
+  if (!a.scopes.empty()) form += "&scope=" + percent_encode(join(a.scopes, " "));
   Json req = base_request(in, timeout_ms);
   req["method"] = "POST";
   req["url"] = a.token_url;

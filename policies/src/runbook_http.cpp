@@ -5,6 +5,7 @@
 #include <charconv>
 #include <set>
 
+#include <delegate/common/uri.hpp>
 #include <delegate/policies/runbook.hpp>
 
 #include "runbook_detail.hpp"
@@ -210,20 +211,6 @@ std::size_t ref_end(std::string_view tmpl, std::size_t pos) {
   return close == std::string_view::npos ? std::string_view::npos : close + 1;
 }
 
-std::string percent_encode(std::string_view v) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
