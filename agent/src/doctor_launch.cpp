@@ -95,8 +95,9 @@ DoctorCheck egress_netns_check() {
   }
   c.detail = ns.error().message +
              "; steps with egress (http steps) fail closed, other steps are unaffected. The agent needs "
-             "CAP_SYS_ADMIN and CAP_NET_ADMIN in its user namespace: as root on a host; in a container, "
-             "--cap-add SYS_ADMIN,NET_ADMIN together with --userns=auto (docs/install.md, \"Container image\")";
+             "CAP_SYS_ADMIN and CAP_NET_ADMIN over its own network namespace: as root on a host; in a container, "
+             "--cap-add SYS_ADMIN,NET_ADMIN together with --userns=auto and the container's own network (not "
+             "--network host) (docs/install.md, \"Container image\")";
   return c;
 }
 

@@ -91,6 +91,20 @@ TEST_F(Doctor, RefusedLaunchIsNamedWithWhatToDo) {
   EXPECT_NE(egress.find("--cap-add SYS_ADMIN,NET_ADMIN"), std::string::npos) << egress;
 }
 
+// An agent that is root in a user namespace of its own but shares a network namespace
+// owned by another one (a container with --userns and --network host) can create a
+// network namespace and never return from it. The egress check used to make one and
+// abort the whole process (SIGABRT) on the way back; it must name the problem instead.
+TEST_F(Doctor, NetworkNamespaceOfAnotherUserNamespaceIsNamedNotFatal) {
+  const auto r = run({"/usr/bin/unshare", "--user", "--map-root-user", Bins::agent(), "doctor", "--config",
+                      "/nonexistent/agent.yaml"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const auto egress = line_of(r.out, "egress network namespace");
+  EXPECT_TRUE(egress.starts_with("FAIL  ")) << r.out << r.err;
+  EXPECT_NE(egress.find("cannot re-enter the agent's own network namespace"), std::string::npos) << egress;
+  EXPECT_NE(egress.find("not --network host"), std::string::npos) << egress;
+}
+
 TEST_F(Doctor, CaFileWithoutCertificatesIsNamed) {
   write_text(tmp_.path / "not-a-ca.pem", "this is not a certificate\n", 0644);
   auto cfg = read_text(config_);
