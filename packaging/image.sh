@@ -64,7 +64,7 @@ stage() {
   # the resolved path, the same without /usr, and the path ldd printed.
   local lib real pkg cands=() line
   local -A owner=()
-  libs=($(printf '%s\n' "${libs[@]}" | sort -u))
+  mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sort -u)
   for lib in "${libs[@]}"; do
     real="$(readlink -f "$lib")"
     cands+=("$real" "${real#/usr}" "$lib")

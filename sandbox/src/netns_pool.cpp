@@ -57,7 +57,8 @@ Result<UniqueFd> NetnsPool::make_one(int home) {
   if (::setns(home, CLONE_NEWNET) != 0) {
     return fail(Errc::permission, std::string("cannot re-enter the agent's own network namespace (") +
                                       std::strerror(errno) +
-                                      "): it belongs to another user namespace, e.g. a container's host network");
+                                      "): the agent lacks CAP_SYS_ADMIN over it (not granted, or the namespace belongs to "
+                                      "another user namespace, e.g. a container's host network)");
   }
   // unshare(CLONE_NEWNET) moves only this thread; it goes home before returning.
   if (::unshare(CLONE_NEWNET) != 0) return fail(Errc::io, std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno));
