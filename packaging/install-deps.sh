@@ -15,9 +15,10 @@ PKGS=(
 )
 # The test suite also needs clang-16 + libFuzzer for the fuzz targets, bubblewrap
 # as the sandbox benchmark's reference, and for the package test dpkg-dev
-# (dpkg-shlibdeps), adduser, systemd (systemd-analyze) and lintian.
+# (dpkg-shlibdeps), adduser, systemd (systemd-analyze) and lintian; prometheus for
+# promtool (`promtool check metrics` on both expositions; large, so only here).
 if [ "${1:-}" = "--test" ]; then
-  PKGS+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev bubblewrap dpkg-dev adduser systemd lintian)
+  PKGS+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev bubblewrap dpkg-dev adduser systemd lintian prometheus)
 fi
 
 missing=()
