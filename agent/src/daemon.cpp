@@ -443,8 +443,8 @@ void Daemon::acquire_loop() {
       capacity = config_.agent.concurrency - running_.size();
     }
     auto creds = session_.credentials(client);
-    // Ready (/readyz) while registered and polling; any failure below clears it.
-    agent_metrics().set_ready(creds.has_value() && !stopping_);
+    // Ready (/readyz) while registered and polling; a failed poll clears it until the next.
+    agent_metrics().set_polling(creds.has_value() && !stopping_);
     if (!creds) {
       if (stopping_) break;
       log::error("agent", "cannot register with the control plane: " + creds.error().message);
@@ -455,7 +455,7 @@ void Daemon::acquire_loop() {
     auto res = client.post("/v1/agents/" + creds->agent_id + "/jobs/acquire",
                            Json{{"capacity", capacity}, {"wait_s", config_.agent.poll_wait_s}}, creds->token,
                            std::chrono::seconds(config_.agent.poll_wait_s + 15));
-    if (!res || (res->status != 200 && res->status != 204)) agent_metrics().set_ready(false);
+    if (!res || (res->status != 200 && res->status != 204)) agent_metrics().set_polling(false);
     if (!res) {
       if (stopping_) break;
       log::warn("agent", "acquire failed: " + res.error().message);
@@ -490,7 +490,7 @@ void Daemon::acquire_loop() {
 }
 
 void Daemon::shutdown() {
-  agent_metrics().set_ready(false);
+  agent_metrics().set_polling(false);
   std::unique_lock lock(mu_);
   if (!running_.empty()) {
     log::info("agent", "waiting up to " + std::to_string(config_.agent.shutdown_grace_s) + " s for " +

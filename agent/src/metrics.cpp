@@ -93,6 +93,7 @@ AgentMetrics::AgentMetrics() {
   last_contact_ = &r.gauge("delegate_agent_control_plane_last_success_timestamp_seconds",
                            "Unix time of the last successful (2xx) answer from the control plane; 0: none yet");
   ready_gauge_ = &r.gauge("delegate_agent_ready", "1 when registered with the control plane and polling for jobs");
+  r.on_collect([this] { ready_gauge_->set(ready() ? 1 : 0); });
 }
 
 void AgentMetrics::job_finished(std::string_view status) {
@@ -111,6 +112,7 @@ void AgentMetrics::dispatched(std::chrono::nanoseconds d) { dispatch_seconds_->o
 void AgentMetrics::launch_failed(LaunchFailure cause) { launch_[static_cast<std::size_t>(cause)]->inc(); }
 
 void AgentMetrics::control_plane_answered(bool success) {
+  reachable_flag_.store(true, std::memory_order_relaxed);
   reachable_->set(1);
   if (success) {
     last_contact_->set(static_cast<double>(
@@ -118,12 +120,12 @@ void AgentMetrics::control_plane_answered(bool success) {
   }
 }
 
-void AgentMetrics::control_plane_unreachable() { reachable_->set(0); }
-
-void AgentMetrics::set_ready(bool ready) {
-  ready_.store(ready, std::memory_order_relaxed);
-  ready_gauge_->set(ready ? 1 : 0);
+void AgentMetrics::control_plane_unreachable() {
+  reachable_flag_.store(false, std::memory_order_relaxed);
+  reachable_->set(0);
 }
+
+
 
 AgentMetrics& agent_metrics() {
   static AgentMetrics m;

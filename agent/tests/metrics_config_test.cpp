@@ -67,5 +67,22 @@ TEST(AgentMetrics, SeriesAreFixedUpFront) {
   EXPECT_EQ(std::count(before.begin(), before.end(), '\n'), std::count(after.begin(), after.end(), '\n'));
 }
 
+// Polling with credentials is not enough: a control plane that stopped answering (a
+// heartbeat failed in transport) makes the agent unready until a request gets through.
+TEST(AgentMetrics, ReadyNeedsPollingAndAReachableControlPlane) {
+  auto& m = agent_metrics();
+  m.control_plane_answered(true);
+  m.set_polling(true);
+  EXPECT_TRUE(m.ready());
+  EXPECT_NE(m.registry().render().find("\ndelegate_agent_ready 1\n"), std::string::npos);
+  m.control_plane_unreachable();
+  EXPECT_FALSE(m.ready());
+  EXPECT_NE(m.registry().render().find("\ndelegate_agent_ready 0\n"), std::string::npos);
+  m.control_plane_answered(false);  // a 4xx/5xx answer: reachable
+  EXPECT_TRUE(m.ready());
+  m.set_polling(false);
+  EXPECT_FALSE(m.ready());
+}
+
 }  // namespace
 }  // namespace delegate::agent

@@ -42,9 +42,15 @@ class AgentMetrics {
   // (refused, TLS, timeout) shows it unreachable. `success`: a 2xx answer.
   void control_plane_answered(bool success);
   void control_plane_unreachable();
-  // Registered and polling for jobs (/readyz).
-  void set_ready(bool ready);
-  [[nodiscard]] bool ready() const { return ready_.load(std::memory_order_relaxed); }
+  // The acquire loop holds credentials and polls (false when it has none, while it
+  // backs off after a failed poll, and once it drains).
+  void set_polling(bool polling) { polling_.store(polling, std::memory_order_relaxed); }
+  // /readyz: polling, and the last request to the control plane got an HTTP answer (so
+  // an agent whose control plane went away, or whose parked poll is stuck on a dead
+  // connection, is not ready once any other request, e.g. a heartbeat, fails).
+  [[nodiscard]] bool ready() const {
+    return polling_.load(std::memory_order_relaxed) && reachable_flag_.load(std::memory_order_relaxed);
+  }
 
  private:
   metrics::Registry registry_;
@@ -58,7 +64,8 @@ class AgentMetrics {
   metrics::Counter* acked_ = nullptr;
   metrics::Gauge* reachable_ = nullptr;
   metrics::Gauge* last_contact_ = nullptr;
-  std::atomic<bool> ready_{false};
+  std::atomic<bool> polling_{false};
+  std::atomic<bool> reachable_flag_{false};
   friend Result<std::unique_ptr<metrics::HttpListener>> start_metrics_listener(const Config&, const Spool&);
   metrics::Gauge* spool_bytes_ = nullptr;
   metrics::Gauge* ready_gauge_ = nullptr;
