@@ -82,7 +82,7 @@ doctor_rc=$?
 set -e
 echo "$doctor" | sed 's/^/      doctor| /'
 check "doctor exits 1 (control plane not configured yet)" test "$doctor_rc" = 1
-for c in config "user namespaces" "cgroup memory" "cgroup pids" "cgroup cpu" seccomp mount_setattr "runbook catalog" \
+for c in config "user namespaces" "cgroup memory" "cgroup pids" "cgroup cpu" seccomp mount_setattr "sandbox launch" "runbook catalog" \
          "mode of spool key" "mode of state_dir"; do
   check "doctor: $c ok" has_line "$doctor" "^ok    $c: "
 done

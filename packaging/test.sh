@@ -3,7 +3,8 @@
 #   1. libFuzzer targets (clang), each run briefly on its seed corpus;
 #   2. unit + integration tests under AddressSanitizer and UndefinedBehaviorSanitizer;
 #   3. the Debian package's install/upgrade/remove/purge cycle (packaging/package-test.sh);
-#   4. unit + integration tests on the regular build (its ctest summary closes the output).
+#   4. the container image, built with buildah and checked with podman (packaging/image.sh);
+#   5. unit + integration tests on the regular build (its ctest summary closes the output).
 # Exits non-zero on any failure. DELEGATE_FUZZ_SECONDS sets the per-target fuzz time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,6 +44,9 @@ cmake --build build -j"$JOBS"
 
 section "package: build the .deb, install, upgrade, remove, purge (packaging/package-test.sh)"
 bash packaging/package-test.sh build
+
+section "container image: build (buildah), --version, a sandboxed step, doctor (podman) (packaging/image.sh)"
+bash packaging/image.sh test build
 
 section "tests (regular build)"
 cd build && ctest -j"$JOBS" --output-on-failure --timeout 600

@@ -148,6 +148,7 @@ std::vector<DoctorCheck> run_doctor(const fs::path& config_file, const Environme
   }
   if (config) config_checks(*config, out);
   doctor_host_checks(out);
+  doctor_launch_checks(config ? &*config : nullptr, out);
   if (config) doctor_network_checks(*config, options, out);
   return out;
 }

@@ -1,4 +1,4 @@
-// delegate-audit: offline verifier for exported audit logs (README, "Command lines and exit codes").
+// delegate-audit: offline verifier for exported audit logs (docs/audit.md, "delegate-audit verify").
 // Exit codes: 0 every job verified, 1 a fault was found, 2 usage or input error.
 #include <cerrno>
 #include <cstring>

@@ -49,6 +49,17 @@ std::optional<UniqueFd> NetnsPool::take() {
 }
 
 Result<UniqueFd> NetnsPool::make_one(int home) {
+  // Entering the namespace we are in checks the same permission as coming back to it
+  // later: CAP_SYS_ADMIN over the user namespace that owns it. An agent whose network
+  // namespace belongs to another user namespace (a container with its own user
+  // namespace sharing the host's network) may create a namespace but never return
+  // from it, and would have to abort below. Find that out before leaving.
+  if (::setns(home, CLONE_NEWNET) != 0) {
+    return fail(Errc::permission, std::string("cannot re-enter the agent's own network namespace (") +
+                                      std::strerror(errno) +
+                                      "): the agent lacks CAP_SYS_ADMIN over it (not granted, or the namespace belongs to "
+                                      "another user namespace, e.g. a container's host network)");
+  }
   // unshare(CLONE_NEWNET) moves only this thread; it goes home before returning.
   if (::unshare(CLONE_NEWNET) != 0) return fail(Errc::io, std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno));
   UniqueFd ns(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));

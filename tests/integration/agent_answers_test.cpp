@@ -168,12 +168,17 @@ class AgentAnswers : public ::testing::Test {
   TempDir tmp_;
   fs::path gate_;
   std::string config_, key_;
+  // Declared before the server whose handler refers to it, so it outlives every request
+  // the agent still makes until TearDown stops both. (A store local to the test body
+  // died while the fake's threads went on serving the agent's polls with it: a lock on
+  // a dead mutex hung the run until ctest's timeout.)
+  ScriptedStore store_;
   std::unique_ptr<FakeControlPlane> server_;
   std::unique_ptr<Process> agent_;
 };
 
 TEST_F(AgentAnswers, AnAcknowledgementPastWhatWasSentDropsNothing) {
-  ScriptedStore store;
+  ScriptedStore& store = store_;
   // The first upload is answered with an acknowledgement far beyond it, as if the
   // store held records the agent has not even produced yet.
   store.on_records = [](const std::string& job, int attempt, std::int64_t, std::int64_t last) -> std::optional<FakeAnswer> {
@@ -190,7 +195,7 @@ TEST_F(AgentAnswers, AnAcknowledgementPastWhatWasSentDropsNothing) {
 }
 
 TEST_F(AgentAnswers, ConflictWithExpectedSeqMovesTheAckAndLosesNothing) {
-  ScriptedStore store;
+  ScriptedStore& store = store_;
   // "Already have everything below expected_seq" for what was just sent (as after a
   // lost answer): the agent must move on, not re-send, not stall.
   store.on_records = [](const std::string& job, int attempt, std::int64_t, std::int64_t last) -> std::optional<FakeAnswer> {
@@ -206,7 +211,7 @@ TEST_F(AgentAnswers, ConflictWithExpectedSeqMovesTheAckAndLosesNothing) {
 }
 
 TEST_F(AgentAnswers, PermanentRefusalsMoveTheStreamToTheDeadLetterAndTheAgentGoesOn) {
-  ScriptedStore store;
+  ScriptedStore& store = store_;
   const std::vector<int> refusals = {400, 403, 404, 413, 422};
   store.on_records = [](const std::string& job, int, std::int64_t, std::int64_t) -> std::optional<FakeAnswer> {
     if (job.starts_with("job_refused_")) return FakeAnswer{std::stoi(job.substr(12)), R"({"error":"no"})"};
@@ -239,7 +244,7 @@ TEST_F(AgentAnswers, PermanentRefusalsMoveTheStreamToTheDeadLetterAndTheAgentGoe
 }
 
 TEST_F(AgentAnswers, UnauthorizedUploadRenewsTheCredentialsAndResends) {
-  ScriptedStore store;
+  ScriptedStore& store = store_;
   store.on_records = [](const std::string& job, int attempt, std::int64_t, std::int64_t) -> std::optional<FakeAnswer> {
     if (job == "job_401" && attempt == 0) return FakeAnswer{401, R"({"error":"token expired"})"};
     return std::nullopt;
@@ -253,7 +258,7 @@ TEST_F(AgentAnswers, UnauthorizedUploadRenewsTheCredentialsAndResends) {
 }
 
 TEST_F(AgentAnswers, CompletionIsRetriedOnServerErrorsAndNotAfterARefusal) {
-  ScriptedStore store;
+  ScriptedStore& store = store_;
   store.on_complete = [](const std::string& job, int attempt) -> std::optional<FakeAnswer> {
     if (job == "job_500" && attempt == 0) return FakeAnswer{500, "{}"};
     if (job == "job_409c") return FakeAnswer{409, R"({"error":"status does not match the log"})"};

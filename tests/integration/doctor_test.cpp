@@ -54,7 +54,7 @@ TEST_F(Doctor, PassesOnThisHostAgainstTheRealControlPlane) {
     EXPECT_TRUE(l.starts_with("ok    ")) << l;
   }
   for (const char* check : {"config", "user namespaces", "cgroup memory", "cgroup pids", "cgroup cpu", "seccomp",
-                            "mount_setattr", "mode of enrollment token", "mode of spool key", "runbook catalog",
+                            "mount_setattr", "sandbox launch", "egress network namespace", "mode of enrollment token", "mode of spool key", "runbook catalog",
                             "control plane CA", "control plane TLS", "clock skew"}) {
     EXPECT_TRUE(line_of(r.out, check).starts_with("ok    ")) << check << "\n" << r.out;
   }
@@ -73,6 +73,36 @@ TEST_F(Doctor, BrokenConfigIsNamedAndHostChecksStillRun) {
   EXPECT_TRUE(l.starts_with("FAIL  config: ")) << r.out;
   EXPECT_NE(l.find("agent.colour"), std::string::npos) << l;
   EXPECT_TRUE(line_of(r.out, "seccomp").starts_with("ok    ")) << r.out;
+}
+
+// doctor inside a step: the step's seccomp filter and its lack of capabilities refuse
+// what a nested launch needs, as a container runtime's default policy does. The launch
+// check runs a real step and names the refusal instead of passing on probes alone.
+TEST_F(Doctor, RefusedLaunchIsNamedWithWhatToDo) {
+  const auto r = run({Bins::agent(), "sandbox-run", "--timeout", "60", "--", Bins::agent(), "doctor", "--config",
+                      "/nonexistent/agent.yaml"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const auto launch = line_of(r.out, "sandbox launch");
+  EXPECT_TRUE(launch.starts_with("FAIL  sandbox launch: a test step (")) << r.out;
+  EXPECT_NE(launch.find("every step would fail closed"), std::string::npos) << launch;
+  EXPECT_NE(launch.find("docs/install.md"), std::string::npos) << launch;
+  const auto egress = line_of(r.out, "egress network namespace");
+  EXPECT_TRUE(egress.starts_with("FAIL  ")) << r.out;
+  EXPECT_NE(egress.find("--cap-add SYS_ADMIN,NET_ADMIN"), std::string::npos) << egress;
+}
+
+// An agent that is root in a user namespace of its own but shares a network namespace
+// owned by another one (a container with --userns and --network host) can create a
+// network namespace and never return from it. The egress check used to make one and
+// abort the whole process (SIGABRT) on the way back; it must name the problem instead.
+TEST_F(Doctor, NetworkNamespaceOfAnotherUserNamespaceIsNamedNotFatal) {
+  const auto r = run({"/usr/bin/unshare", "--user", "--map-root-user", Bins::agent(), "doctor", "--config",
+                      "/nonexistent/agent.yaml"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  const auto egress = line_of(r.out, "egress network namespace");
+  EXPECT_TRUE(egress.starts_with("FAIL  ")) << r.out << r.err;
+  EXPECT_NE(egress.find("cannot re-enter the agent's own network namespace"), std::string::npos) << egress;
+  EXPECT_NE(egress.find("not --network host"), std::string::npos) << egress;
 }
 
 TEST_F(Doctor, CaFileWithoutCertificatesIsNamed) {

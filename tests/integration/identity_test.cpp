@@ -34,7 +34,7 @@ class Identity : public ::testing::Test {
   ControlPlane cp{tmp.path / "cp"};
 };
 
-// The attack of issue §2: enrollment token + a victim's public key (listed by
+// The takeover attack: enrollment token + a victim's public key (listed by
 // GET /v1/agents) used to be enough to take over the victim's id, token, tags and jobs.
 TEST_F(Identity, EnrollmentTokenAndVictimPublicKeyDoNotMakeTheVictim) {
   SimAgent victim(cp, "victim");

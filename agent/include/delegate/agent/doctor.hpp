@@ -39,4 +39,9 @@ void doctor_network_checks(const Config& config, const DoctorOptions& options, s
 // seccomp, mount_setattr.
 void doctor_host_checks(std::vector<DoctorCheck>& out);
 
+// Host checks that launch (doctor_launch.cpp): a test step through the real launcher
+// (with the configured step user when `config` is set), and the network namespace a
+// step with egress gets. What a container runtime refuses shows up only here.
+void doctor_launch_checks(const Config* config, std::vector<DoctorCheck>& out);
+
 }  // namespace delegate::agent

@@ -1,5 +1,5 @@
 #pragma once
-// The local approved runbook catalog (README, "Configuration"): one YAML file per runbook in
+// The local approved runbook catalog (docs/runbooks.md): one YAML file per runbook in
 // runbooks_dir. Unknown keys are errors. Parameters are typed and validated; they are
 // substituted only into whole argv elements or JSON values, never into a shell string.
 #include <cstdint>

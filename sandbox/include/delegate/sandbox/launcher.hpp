@@ -113,7 +113,7 @@ class CancelToken {
 [[nodiscard]] Result<Outcome> run(const Spec& spec, const SeccompProgram& filter,
                                   const OutputSink& sink, const CancelToken* cancel = nullptr);
 
-// The exit status contract of `delegate-agent sandbox-run` (README, "Command lines and exit codes"): the child's
+// The exit status contract of `delegate-agent sandbox-run` (docs/sandbox.md, "sandbox-run"): the child's
 // status; 128+N if killed by signal N; 124 on timeout; 125 setup failed; 127 not found.
 [[nodiscard]] int exit_status(const Outcome& o);
 
