@@ -143,6 +143,7 @@ struct HttpListener::Impl {
   int fd = -1;
   int stop_fd = -1;
   std::uint16_t port = 0;
+  bool owns_socket_file = false;  // bound a Unix socket: removed when the listener stops
   std::jthread thread;
 
   ~Impl() {
@@ -153,7 +154,7 @@ struct HttpListener::Impl {
     }
     if (fd >= 0) ::close(fd);
     if (stop_fd >= 0) ::close(stop_fd);
-    if (address.kind == ListenAddress::Kind::unix_socket && port == 1) ::unlink(address.path.c_str());
+    if (owns_socket_file) ::unlink(address.path.c_str());
   }
 
   void loop() {
@@ -203,7 +204,7 @@ Result<std::unique_ptr<HttpListener>> HttpListener::start(const ListenAddress& a
       sa.sun_family = AF_UNIX;
       std::strncpy(sa.sun_path, address.path.c_str(), sizeof sa.sun_path - 1);
       if (::bind(impl->fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return sys("bind " + address.path.string());
-      impl->port = 1;  // marks "the socket file is ours to remove"
+      impl->owns_socket_file = true;
       // Owner and group only; nobody can connect before listen() below.
       if (::chmod(address.path.c_str(), 0660) != 0) return sys("chmod " + address.path.string());
       break;
