@@ -16,10 +16,11 @@ PKGS=(
 # The test suite also needs clang-16 + libFuzzer for the fuzz targets, bubblewrap
 # as the sandbox benchmark's reference, and for the package test dpkg-dev
 # (dpkg-shlibdeps), adduser, systemd (systemd-analyze) and lintian; for the image test
-# buildah and podman with runc (crun refuses hybrid cgroup hosts) and uidmap.
+# buildah and podman with runc (crun refuses hybrid cgroup hosts) and uidmap; prometheus
+# for promtool (`promtool check metrics` on both expositions; large, so only here).
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev bubblewrap dpkg-dev adduser systemd lintian
-         buildah podman runc uidmap)
+         buildah podman runc uidmap prometheus)
 fi
 
 missing=()

@@ -1,4 +1,5 @@
 #include <delegate/agent/cp_client.hpp>
+#include <delegate/agent/metrics.hpp>
 
 #include <curl/curl.h>
 #include <openssl/ssl.h>
@@ -190,11 +191,13 @@ Result<HttpResult> CpClient::perform(std::string_view method, std::string_view p
     std::string msg = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     if (sink.overflow) return fail(Errc::too_large, "response from control plane exceeds " + std::to_string(sink.max) + " bytes");
     if (rc == CURLE_ABORTED_BY_CALLBACK) return fail(Errc::unavailable, "request aborted (shutting down)");
+    agent_metrics().control_plane_unreachable();
     if (is_trust_failure(rc)) return fail(Errc::permission, "TLS verification of the control plane failed: " + msg);
     if (rc == CURLE_OPERATION_TIMEDOUT) return fail(Errc::timeout, "control plane request timed out: " + msg);
     return fail(Errc::unavailable, "control plane unreachable: " + msg);
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &result.status);
+  agent_metrics().control_plane_answered(result.status >= 200 && result.status < 300);
   return result;
 }
 

@@ -17,6 +17,7 @@
 #include <delegate/agent/cp_client.hpp>
 #include <delegate/agent/job_runner.hpp>
 #include <delegate/agent/key_cache.hpp>
+#include <delegate/agent/metrics.hpp>
 #include <delegate/agent/oauth_setup.hpp>
 #include <delegate/agent/secrets.hpp>
 #include <delegate/agent/session.hpp>
@@ -178,6 +179,7 @@ void Daemon::replay() {
       }
       log::warn("agent", "job " + s.key.job + " was running when the agent stopped; recorded it as interrupted");
       done.status = "interrupted";
+      agent_metrics().job_finished("interrupted");
       done.next_seq = rec->seq + 1;
       done.last_hash = rec->hash;
     } else if (s.completed) {
@@ -441,6 +443,8 @@ void Daemon::acquire_loop() {
       capacity = config_.agent.concurrency - running_.size();
     }
     auto creds = session_.credentials(client);
+    // Ready (/readyz) while registered and polling; a failed poll clears it until the next.
+    agent_metrics().set_polling(creds.has_value() && !stopping_);
     if (!creds) {
       if (stopping_) break;
       log::error("agent", "cannot register with the control plane: " + creds.error().message);
@@ -451,6 +455,7 @@ void Daemon::acquire_loop() {
     auto res = client.post("/v1/agents/" + creds->agent_id + "/jobs/acquire",
                            Json{{"capacity", capacity}, {"wait_s", config_.agent.poll_wait_s}}, creds->token,
                            std::chrono::seconds(config_.agent.poll_wait_s + 15));
+    if (!res || (res->status != 200 && res->status != 204)) agent_metrics().set_polling(false);
     if (!res) {
       if (stopping_) break;
       log::warn("agent", "acquire failed: " + res.error().message);
@@ -485,6 +490,7 @@ void Daemon::acquire_loop() {
 }
 
 void Daemon::shutdown() {
+  agent_metrics().set_polling(false);
   std::unique_lock lock(mu_);
   if (!running_.empty()) {
     log::info("agent", "waiting up to " + std::to_string(config_.agent.shutdown_grace_s) + " s for " +
@@ -606,8 +612,16 @@ int run_daemon(const Config& config, const Clock& clock) {
     log::error("agent", "secrets: " + secrets.error().message);
     return 1;
   }
+  const Spool& spool_ref = **spool;
   Daemon daemon(config, clock, std::move(*key), std::move(*catalog), std::move(*oauth), std::move(*spool),
                 std::move(*secrets));
+  // Declared after the daemon: it stops before the spool it reports on goes away.
+  auto listener = start_metrics_listener(config, spool_ref);
+  if (!listener) {
+    log::error("agent", listener.error().message);
+    return 1;
+  }
+  if (*listener) log::info("agent", "health and metrics on " + (*listener)->describe());
   return daemon.run();
 }
 

@@ -3,6 +3,7 @@
 #include <mutex>
 #include <optional>
 
+#include <delegate/agent/metrics.hpp>
 #include <delegate/audit/chain.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/log.hpp>
@@ -155,6 +156,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
     log::error("agent", "job " + job.id + " stopped before running anything: " + rec.failure());
   } else if (const policies::Decision& decision = *decided; !decision.allow) {
     status = "denied";
+    agent_metrics().denied(*decision.reason);
     log::info("agent", "job " + job.id + " denied: " + std::string(policies::to_string(*decision.reason)) +
                            (decision.detail.empty() ? "" : " (" + decision.detail + ")"));
   } else {
@@ -180,10 +182,12 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         }
         ctx.remaining = left;
       }
+      if (i == 0) agent_metrics().dispatched(std::chrono::steady_clock::now() - control.acquired);
       Json received = Json::array();
       auto secrets = resolve_secrets(step, deps, masker, received);
       if (step.uses == policies::StepKind::http && secrets) {
         HttpStepResult r;
+        const auto http_started = std::chrono::steady_clock::now();
         try {
           r = run_http_step({step, i, decision.params, outputs, *secrets, std::move(received), ctx}, deps, masker,
                             [&](audit::Kind k, Json d) { return rec.add(k, std::move(d)); }, control.cancel);
@@ -195,6 +199,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
                                               {"error", "the request's result could not be read"}});
           r = HttpStepResult{"failed", nullptr};
         }
+        agent_metrics().step_finished(std::chrono::steady_clock::now() - http_started);
         status = r.status == "cancelled" && control.interrupted ? "interrupted" : r.status;
         if (!r.outputs.is_null()) outputs[step.name] = std::move(r.outputs);
         if (!rec.ok()) status = "failed";
@@ -212,6 +217,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
                                 : Result<std::unique_ptr<StepEgress>>(std::unexpected(filter.error()));
       if (!step_egress) {
         const auto& err = step_egress.error();
+        agent_metrics().launch_failed(LaunchFailure::prepare);
         rec.add(audit::Kind::step_start, Json{{"step", step.name}, {"index", i}});
         rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "setup_failed"}, {"error", masker.mask(err.message)}});
         status = "failed";
@@ -246,12 +252,21 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
       emit(sandbox::Stream::stdout_stream, masked_out.finish());
       emit(sandbox::Stream::stderr_stream, masked_err.finish());
       if (!outcome) {
+        agent_metrics().launch_failed(LaunchFailure::launch);
         rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "agent_error"},
                                             {"error", masker.mask(outcome.error().message)}});
         status = "failed";
         break;
       }
       const auto& o = *outcome;
+      switch (o.status) {
+        case sandbox::Status::setup_failed: agent_metrics().launch_failed(LaunchFailure::setup); break;
+        case sandbox::Status::not_found: agent_metrics().launch_failed(LaunchFailure::not_found); break;
+        case sandbox::Status::exited:
+        case sandbox::Status::signaled:
+        case sandbox::Status::timed_out:
+        case sandbox::Status::cancelled: agent_metrics().step_finished(o.duration); break;
+      }
       Json end{{"step", step.name},
                {"index", i},
                {"status", status_text(o.status)},
@@ -308,6 +323,7 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
   Json end{{"status", status}, {"records", total}};
   if (!rec.ok()) end["error"] = rec.failure();
   rec.add(audit::Kind::job_end, std::move(end));
+  agent_metrics().job_finished(status);
   log::info("agent", "job " + job.id + " ended: " + status + " (" + std::to_string(total) + " records)");
   return JobResult{job.id, status, rec.count() - 1, rec.last_hash()};
 }

@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include <delegate/agent/metrics.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/fs.hpp>
@@ -345,6 +346,7 @@ Result<void> Spool::append(const audit::Record& record) {
   m.queue.push_back(p);
   m.cv.notify_all();
   m.cv.wait(lock, [&] { return p->done; });
+  if (p->result) agent_metrics().records_spooled(1);
   return p->result;
 }
 

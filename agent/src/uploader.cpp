@@ -3,6 +3,7 @@
 #include <limits>
 
 #include <delegate/agent/backoff.hpp>
+#include <delegate/agent/metrics.hpp>
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/log.hpp>
 
@@ -68,6 +69,7 @@ Uploader::Outcome Uploader::send_batch(CpClient& client, const StreamInfo& strea
                               "; ignoring the acknowledgement");
       return Outcome::transient;
     }
+    if (acked > stream.acked) agent_metrics().records_acked(static_cast<std::uint64_t>(acked - stream.acked));
     spool_.ack(stream.key, acked);
     return Outcome::progress;
   };
@@ -93,6 +95,7 @@ Uploader::Outcome Uploader::send_batch(CpClient& client, const StreamInfo& strea
     log::warn("agent", "record upload for job " + job + " failed: " + res.error().message);
     return Outcome::transient;
   }
+  agent_metrics().records_sent(batch.size());
   auto body = parse_json_strict(res->body);
   switch (res->status) {
     case 200:

@@ -18,6 +18,7 @@
 #include <delegate/common/log.hpp>
 
 #include "api_internal.hpp"
+#include "metrics.hpp"
 
 namespace delegate::controlplane {
 namespace asio = boost::asio;
@@ -451,7 +452,9 @@ asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent
     asio::steady_timer timer(executor);
     timer.expires_at(deadline);
     auto it = waiters_.insert(waiters_.end(), &timer);
+    cp_metrics().parked(1);
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    cp_metrics().parked(-1);
     waiters_.erase(it);
   }
   Response res{http::status::no_content, req.version()};
@@ -522,6 +525,8 @@ Response Api::agent_stream_records(const Request& req, const AgentRow& agent) {
 
 Response Api::ingest_answer(const Result<IngestResult>& result, const std::string& what) {
   if (!result) return internal_error(result.error());
+  // Stored records are committed for ok and gap alike (the part before the gap).
+  if (result->status != IngestResult::Status::invalid) cp_metrics().ingested(static_cast<std::uint64_t>(result->stored));
   switch (result->status) {
     case IngestResult::Status::ok:
       return json_response(http::status::ok, Json{{"acked_seq", result->acked_seq}});

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include <delegate/common/log.hpp>
+#include <delegate/common/metrics_http.hpp>
 #include <delegate/controlplane/server.hpp>
 
 namespace po = boost::program_options;
@@ -14,6 +15,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: delegate-controlplane init --dir DIR [--listen HOST:PORT] [--runbooks SRC] [--force]\n"
     "       delegate-controlplane serve --dir DIR [--listen HOST:PORT] [--lease-s N]\n"
+    "                                   [--metrics-listen 127.0.0.1:PORT | unix:/PATH]\n"
     "       delegate-controlplane --help | --version\n";
 
 #ifndef DELEGATE_RUNBOOKS_SRC
@@ -36,7 +38,7 @@ int run(int argc, char** argv) {
   }
   po::options_description opts;
   opts.add_options()("dir", po::value<std::string>()->required())("listen", po::value<std::string>())(
-      "runbooks", po::value<std::string>())("force", po::bool_switch())("lease-s", po::value<int>())(
+      "runbooks", po::value<std::string>())("force", po::bool_switch())("lease-s", po::value<int>())("metrics-listen", po::value<std::string>())(
       "help", po::bool_switch());
   po::variables_map vm;
   po::store(po::command_line_parser(argc - 1, argv + 1).options(opts).run(), vm);
@@ -82,7 +84,32 @@ int run(int argc, char** argv) {
     }
     log::info("controlplane", "listening on https://" + cfg->listen_host + ":" + std::to_string((*server)->port()) +
                                   " (TLS 1.3 only)");
+    // Health and metrics on their own plain-HTTP listener, loopback or a Unix socket only
+    // (docs/operations.md): a scraper needs no admin token, and the API port stays the API.
+    std::unique_ptr<metrics::HttpListener> listener;
+    if (vm.count("metrics-listen")) {
+      auto address = metrics::parse_listen_address(vm["metrics-listen"].as<std::string>());
+      if (!address) {
+        std::cerr << "delegate-controlplane: --metrics-listen: " << address.error().message << "\n";
+        return 2;
+      }
+      controlplane::Server* s = server->get();
+      static bool collector = [s] {
+        // The registry is only read by the listener, which stops before the server goes.
+        controlplane::Server::metrics_registry().on_collect([s] { s->refresh_metrics(std::chrono::seconds(1)); });
+        return true;
+      }();
+      (void)collector;
+      auto started = metrics::HttpListener::start(*address, metrics::Endpoints{&controlplane::Server::metrics_registry(), nullptr});
+      if (!started) {
+        std::cerr << "delegate-controlplane: " << started.error().message << "\n";
+        return 1;
+      }
+      listener = std::move(*started);
+      log::info("controlplane", "health and metrics on " + listener->describe());
+    }
     (*server)->run();
+    listener.reset();
     return 0;
   }
   std::cerr << "delegate-controlplane: unknown command \"" << cmd << "\"\n" << kUsage;

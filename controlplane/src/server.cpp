@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <future>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -24,6 +25,7 @@
 #include <delegate/common/log.hpp>
 
 #include "api.hpp"
+#include "metrics.hpp"
 
 namespace delegate::controlplane {
 namespace asio = boost::asio;
@@ -152,6 +154,7 @@ asio::awaitable<void> Server::Impl::session(tcp::socket socket, std::string addr
       log::error("controlplane", std::string("handler failed: ") + e.what());
       res = error_response(http::status::internal_server_error, "internal error");
     }
+    cp_metrics().request(std::string_view(req.target().data(), req.target().size()), res.result_int());
     res.version(req.version());
     res.keep_alive(req.keep_alive());
     tcp.expires_after(30s);
@@ -290,5 +293,21 @@ void Server::run() {
 }
 
 void Server::stop() { impl_->ioc.stop(); }
+
+metrics::Registry& Server::metrics_registry() { return cp_metrics().registry(); }
+
+void Server::refresh_metrics(std::chrono::milliseconds wait) {
+  // The store belongs to the I/O thread: the counts are taken there, and a scrape waits
+  // for them a bounded time (stale values rather than a stuck scrape).
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  asio::post(impl_->ioc, [this, done] {
+    cp_metrics().refresh(*impl_->store, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch()).count(),
+                         impl_->config.lease.count());
+    done->set_value();
+  });
+  (void)future.wait_for(wait);
+}
 
 }  // namespace delegate::controlplane

@@ -492,6 +492,7 @@ Result<IngestResult> Store::ingest_stream(const StreamRef& ref, const Ed25519Pub
     if (auto r = ins.run(); !r) return std::unexpected(r.error());
     prev = rec->hash;
     ++next;
+    ++out.stored;
   }
   if (ref.agent_stream) {
     sql::Stmt up(db_,

@@ -211,7 +211,8 @@ void write_text(const fs::path& p, const std::string& text, unsigned mode) {
   fs::permissions(p, static_cast<fs::perms>(mode));
 }
 
-ControlPlane::ControlPlane(const fs::path& dir, int lease_s) : dir_(dir), port_(reservation_.port()) {
+ControlPlane::ControlPlane(const fs::path& dir, int lease_s, std::vector<std::string> serve_args)
+    : dir_(dir), port_(reservation_.port()), serve_args_(std::move(serve_args)) {
   auto init = run({Bins::controlplane(), "init", "--dir", dir_.string(), "--listen", "127.0.0.1:" + std::to_string(port_)});
   if (init.exit_code != 0) throw std::runtime_error("controlplane init failed: " + init.err);
   if (lease_s > 0) {
@@ -224,8 +225,9 @@ ControlPlane::ControlPlane(const fs::path& dir, int lease_s) : dir_(dir), port_(
 
 void ControlPlane::start() {
   proc_.reset();
-  proc_ = std::make_unique<Process>(std::vector<std::string>{Bins::controlplane(), "serve", "--dir", dir_.string()},
-                                    dir_ / "controlplane.log");
+  std::vector<std::string> argv{Bins::controlplane(), "serve", "--dir", dir_.string()};
+  argv.insert(argv.end(), serve_args_.begin(), serve_args_.end());
+  proc_ = std::make_unique<Process>(std::move(argv), dir_ / "controlplane.log");
   if (!eventually([&] {
         agent::CpClient c(agent::ClientOptions{url(), dir_ / "ca.pem"});
         auto r = c.get("/healthz", "", std::chrono::seconds(2));

@@ -86,7 +86,8 @@ void write_text(const fs::path& p, const std::string& text, unsigned mode = 0644
 class ControlPlane {
  public:
   // lease_s > 0 overrides the lease written by `init` (crash tests use short leases).
-  explicit ControlPlane(const fs::path& dir, int lease_s = 0);
+  // serve_args: extra arguments of `serve` (e.g. --metrics-listen).
+  explicit ControlPlane(const fs::path& dir, int lease_s = 0, std::vector<std::string> serve_args = {});
   // SIGKILL, no shutdown of any kind; start() serves the same directory and port again.
   void kill();
   void start();
@@ -111,6 +112,7 @@ class ControlPlane {
   PortReservation reservation_;
   std::uint16_t port_;
   std::unique_ptr<Process> proc_;
+  std::vector<std::string> serve_args_;
 };
 
 // Binaries under test (absolute paths from CMake).

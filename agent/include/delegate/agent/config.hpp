@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <delegate/common/error.hpp>
+#include <delegate/common/metrics_http.hpp>
 
 namespace YAML {
 class Node;
@@ -118,6 +119,11 @@ struct Config {
     // configuration error (fail closed), and steps never need to read them.
     std::string ca_pem;
   } connectors;
+  struct Metrics {
+    // metrics.listen: loopback HOST:PORT or unix:/PATH (docs/operations.md); absent or
+    // empty: no listener.
+    std::optional<metrics::ListenAddress> address;
+  } metrics;
   std::filesystem::path runbooks_dir = "/etc/delegate/runbooks";
 };
 

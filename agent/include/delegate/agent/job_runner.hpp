@@ -29,6 +29,8 @@ struct JobControl {
   // Set before `cancel` fires when the agent itself is shutting down: the job then
   // ends "interrupted" rather than "cancelled".
   std::atomic<bool> interrupted{false};
+  // When the control plane handed the job over (dispatch latency, docs/operations.md).
+  const std::chrono::steady_clock::time_point acquired = std::chrono::steady_clock::now();
 };
 
 struct JobResult {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include <delegate/common/error.hpp>
+#include <delegate/common/metrics.hpp>
 
 namespace delegate::controlplane {
 
@@ -42,6 +43,10 @@ class Server {
   // Serves until stop() or SIGINT/SIGTERM.
   void run();
   void stop();
+  // Brings the store-derived metrics (jobs by status, agents by state) up to date,
+  // waiting at most `wait`; callable from any thread (the metrics listener's).
+  void refresh_metrics(std::chrono::milliseconds wait);
+  [[nodiscard]] static metrics::Registry& metrics_registry();
 
  private:
   struct Impl;

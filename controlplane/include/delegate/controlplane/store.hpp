@@ -87,6 +87,13 @@ struct IngestResult {
   std::int64_t acked_seq = -1;     // highest contiguous seq stored
   std::int64_t expected_seq = 0;   // for gap
   std::string error;               // for invalid
+  std::int64_t stored = 0;         // records newly stored by this batch
+};
+
+// Metrics (store_metrics.cpp): jobs by status, agents by state.
+struct StoreCounts {
+  std::map<std::string, std::int64_t> jobs;
+  std::int64_t agents_online = 0, agents_offline = 0, agents_revoked = 0;
 };
 
 class Store {
@@ -179,6 +186,8 @@ class Store {
   // The last stored record of a job (serialized), if any.
   [[nodiscard]] Result<std::optional<std::string>> last_record(const std::string& job_id);
   [[nodiscard]] Result<std::vector<std::string>> records(const std::string& job_id);
+  // Agents seen at or after `seen_since_ms` (and not revoked) count as online.
+  [[nodiscard]] Result<StoreCounts> counts(std::int64_t seen_since_ms);
 
  private:
   struct StreamRef {
