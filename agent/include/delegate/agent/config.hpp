@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <delegate/common/error.hpp>
+#include <delegate/common/log.hpp>
 
 namespace YAML {
 class Node;
@@ -119,6 +120,11 @@ struct Config {
     std::string ca_pem;
   } connectors;
   std::filesystem::path runbooks_dir = "/etc/delegate/runbooks";
+  // log: the daemon's stderr (docs/operations.md, "Logs"); --log-level/--log-format win.
+  struct Log {
+    log::Format format = log::Format::text;
+    log::Level level = log::Level::info;
+  } log;
 };
 
 using Environment = std::map<std::string, std::string>;
