@@ -138,7 +138,8 @@ void Daemon::replay() {
         log::error("agent", "cannot close interrupted job " + s.key.job + ": " + r.error().message);
         continue;
       }
-      log::warn("agent", "job " + s.key.job + " was running when the agent stopped; recorded it as interrupted");
+      log::warn("agent", "job " + s.key.job + " was running when the agent stopped; recorded it as interrupted",
+                {{"job", s.key.job}, {"event", "job_interrupted"}});
       done.status = "interrupted";
       done.next_seq = rec->seq + 1;
       done.last_hash = rec->hash;
@@ -339,7 +340,7 @@ void Daemon::heartbeat_loop(std::stop_token stop) {
       if (!id.is_string()) continue;
       auto it = running_.find(id.get<std::string>());
       if (it != running_.end() && !it->second->cancel.cancelled()) {
-        log::info("agent", "control plane cancelled job " + it->first);
+        log::info("agent", "control plane cancelled job " + it->first, {{"job", it->first}, {"event", "job_cancelled"}});
         it->second->cancel.cancel();
       }
     }
@@ -576,7 +577,10 @@ int run_daemon(const Config& config, const Clock& clock, DaemonOptions options) 
   auto state = build_state(config, StateInputs{clock, creds != nullptr ? creds : "", text, nullptr});
   if (!state) {
     log::error("agent", state.error().message);
-    return 1;
+    // As before reloads existed: the catalog and the secret store are "cannot start" (1),
+    // the rest (issuers, API key file, profiles, CAs) is bad configuration (2).
+    const auto& m = state.error().message;
+    return m.rfind("runbooks:", 0) == 0 || m.rfind("secrets:", 0) == 0 ? 1 : 2;
   }
   auto spool_key = load_spool_key(config.agent.spool_key_file, config.agent.state_dir / "spool.key");
   if (!spool_key) {

@@ -4,6 +4,10 @@
 // statuses only.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <map>
 
 #include "harness.hpp"
 
@@ -34,7 +38,10 @@ class Reload : public ::testing::Test {
   void TearDown() override {
     if (HasFailure() && agent_) std::cerr << agent_->log_text();
   }
-  void start() { agent_ = std::make_unique<Process>(std::vector<std::string>{Bins::agent(), "run", "--config", config_}, tmp_.path / "agent.log"); }
+  void start(std::map<std::string, std::string> env = {}) {
+    agent_ = std::make_unique<Process>(std::vector<std::string>{Bins::agent(), "run", "--config", config_},
+                                       tmp_.path / "agent.log", std::move(env));
+  }
   std::string key(const std::string& id, const std::string& cfg) {
     auto k = run({Bins::agent(), "api-key", "create", "--config", cfg, "--id", id, "--scope", "runbooks:execute"});
     EXPECT_EQ(k.exit_code, 0) << k.err;
@@ -76,7 +83,12 @@ class Reload : public ::testing::Test {
 
 TEST_F(Reload, AnInvalidConfigurationIsRefusedWholeAndTheOldOneKeepsRunningJobs) {
   const auto k = key("k", config_);
-  start();
+  // As under systemd: JOURNAL_STREAM names the agent's stderr (the log file, which the
+  // harness opens for appending), so each line carries its syslog priority.
+  write_text(tmp_.path / "agent.log", "");
+  struct stat st {};
+  ASSERT_EQ(::stat((tmp_.path / "agent.log").c_str(), &st), 0);
+  start({{"JOURNAL_STREAM", std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino)}});
   ASSERT_EQ(cp_->wait_final(submit("hello", k)), "succeeded") << agent_->log_text();
 
   // A broken runbook next to a good new one: neither is taken.
@@ -84,6 +96,7 @@ TEST_F(Reload, AnInvalidConfigurationIsRefusedWholeAndTheOldOneKeepsRunningJobs)
   write_text(runbooks_ / "broken.yaml", "name: broken\nsteps: [}\n");
   hup("reload rejected", 1);
   EXPECT_NE(last_line_with("reload rejected").find("broken.yaml"), std::string::npos) << agent_->log_text();
+  EXPECT_EQ(last_line_with("reload rejected").rfind("<3>", 0), 0u) << last_line_with("reload rejected");
   EXPECT_EQ(cp_->wait_final(submit("hello", k)), "succeeded");
   const auto unknown = submit("added", k);
   EXPECT_EQ(cp_->wait_final(unknown), "denied");
@@ -119,6 +132,7 @@ TEST_F(Reload, AnInvalidConfigurationIsRefusedWholeAndTheOldOneKeepsRunningJobs)
   EXPECT_NE(last_line_with("configuration reloaded").find(runbook_count() + " runbooks, 1 API key, 1 issuer, config "),
             std::string::npos)
       << last_line_with("configuration reloaded");
+  EXPECT_EQ(last_line_with("configuration reloaded").rfind("<6>", 0), 0u);
   EXPECT_EQ(cp_->wait_final(submit("added", k)), "succeeded") << agent_->log_text();
   EXPECT_TRUE(agent_->running());
 }
@@ -178,6 +192,12 @@ TEST_F(Reload, RevokingAKeyDeniesItsNextJobWhileARunningJobFinishesUnderTheState
   std::size_t ends = 0;
   for (const auto& r : cp_->records(running)) ends += r["kind"] == "step.end" ? 1 : 0;
   EXPECT_EQ(ends, 2u);
+
+  // Drain after reloads: a clean stop, exit 0.
+  agent_->signal(SIGTERM);
+  const int st = agent_->wait(std::chrono::seconds(60));
+  ASSERT_NE(st, -1);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << agent_->log_text();
 }
 
 }  // namespace
