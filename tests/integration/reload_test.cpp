@@ -200,5 +200,33 @@ TEST_F(Reload, RevokingAKeyDeniesItsNextJobWhileARunningJobFinishesUnderTheState
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << agent_->log_text();
 }
 
+
+// The control plane's --log-format json: every line one JSON object, a job whose
+// runbook name holds quotes and backslashes logged without breaking the line.
+TEST(Logs, ControlPlaneWritesJsonLinesAndRefusesAnUnknownFormat) {
+  TempDir tmp;
+  ControlPlane cp(tmp.path / "cp");
+  auto bad = run({Bins::controlplane(), "serve", "--dir", cp.dir().string(), "--log-format", "xml"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("log format must be text or json"), std::string::npos) << bad.err;
+  cp.kill();
+  Process json({Bins::controlplane(), "serve", "--dir", cp.dir().string(), "--log-format", "json"}, tmp.path / "cp.log");
+  ASSERT_TRUE(eventually([&] { return json.log_text().find("listening on") != std::string::npos; })) << json.log_text();
+  const std::string name = "we\"ird\\name";
+  const auto id = cp.submit(Json{{"runbook", name}, {"authorization", {{"type", "api_key"}, {"key", "x"}}}});
+  ASSERT_TRUE(eventually([&] { return json.log_text().find(id) != std::string::npos; })) << json.log_text();
+  const auto log = json.log_text();
+  bool seen = false;
+  for (std::size_t at = 0, nl; (nl = log.find('\n', at)) != std::string::npos; at = nl + 1) {
+    const auto line = Json::parse(log.substr(at, nl - at));
+    EXPECT_EQ(line["component"], "controlplane") << line.dump();
+    if (line["msg"].get<std::string>().find(id) != std::string::npos) {
+      seen = true;
+      EXPECT_NE(line["msg"].get<std::string>().find(name), std::string::npos) << line.dump();
+    }
+  }
+  EXPECT_TRUE(seen) << log;
+}
+
 }  // namespace
 }  // namespace delegate::testing
