@@ -5,6 +5,7 @@
 #include <boost/program_options.hpp>
 
 #include <iostream>
+#include <optional>
 
 #include <delegate/agent/config.hpp>
 #include <delegate/agent/daemon.hpp>
@@ -45,17 +46,25 @@ Result<Config> config_from(const po::variables_map& vm) {
 int run(const std::vector<std::string>& args) {
   po::options_description opts("delegate-agent run");
   opts.add_options()("config", po::value<std::string>()->required(), "agent configuration file")(
-      "log-level", po::value<std::string>()->default_value("info"), "debug|info|warn|error");
+      "log-level", po::value<std::string>(), "debug|info|warn|error (default: agent.yaml log.level)")(
+      "log-format", po::value<std::string>(), "text|json (default: agent.yaml log.format)");
   auto vm = parse(args, opts);
-  const auto& lvl = vm["log-level"].as<std::string>();
-  if (lvl == "debug") log::set_level(log::Level::debug);
-  else if (lvl == "warn") log::set_level(log::Level::warn);
-  else if (lvl == "error") log::set_level(log::Level::error);
-  else if (lvl != "info") return error("--log-level must be debug, info, warn or error", kUsage);
+  std::optional<log::Level> lvl;
+  std::optional<log::Format> fmt;
+  if (vm.count("log-level") && !(lvl = log::parse_level(vm["log-level"].as<std::string>()))) {
+    return error("--log-level must be debug, info, warn or error", kUsage);
+  }
+  if (vm.count("log-format") && !(fmt = log::parse_format(vm["log-format"].as<std::string>()))) {
+    return error("--log-format must be text or json", kUsage);
+  }
+  if (fmt) log::set_format(*fmt);
   auto config = config_from(vm);
   if (!config) return error(config.error().message, kUsage);
+  // The flags win over the file, now and after a reload (daemon.cpp keeps them).
+  log::set_level(lvl.value_or(config->log.level));
+  log::set_format(fmt.value_or(config->log.format));
   SystemClock clock;
-  return run_daemon(*config, clock);
+  return run_daemon(*config, clock, DaemonOptions{vm["config"].as<std::string>(), lvl, fmt});
 }
 
 int check_job(const std::vector<std::string>& args) {

@@ -252,6 +252,20 @@ Result<void> apply(Config& c, const std::string& section, const std::string& key
     c.metrics.address = *a;
     return ok();
   }
+  if (section == "log") {
+    if (key == "format") {
+      auto f = log::parse_format(value);
+      if (!f) return fail(Errc::invalid_argument, where + ": must be text or json");
+      c.log.format = *f;
+    } else if (key == "level") {
+      auto l = log::parse_level(value);
+      if (!l) return fail(Errc::invalid_argument, where + ": must be debug, info, warn or error");
+      c.log.level = *l;
+    } else {
+      return fail(Errc::invalid_argument, where + ": unknown key");
+    }
+    return ok();
+  }
   if (section.empty() && key == "runbooks_dir") {
     c.runbooks_dir = value;
     return ok();
@@ -380,7 +394,7 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
   const YAML::Node& root = *parsed;
   try {
     if (!root.IsMap()) return fail(Errc::invalid_argument, "configuration must be a mapping");
-    if (auto r = only_keys(root, "", {"control_plane", "agent", "sandbox", "auth", "secrets", "connectors", "metrics", "runbooks_dir"}); !r) return std::unexpected(r.error());
+    if (auto r = only_keys(root, "", {"control_plane", "agent", "sandbox", "auth", "secrets", "connectors", "metrics", "log", "runbooks_dir"}); !r) return std::unexpected(r.error());
     for (const auto& kv : root) {
       const auto section = kv.first.as<std::string>();
       const YAML::Node& node = kv.second;
@@ -442,7 +456,8 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
     static const std::pair<const char*, const char*> kSections[] = {
         {"DELEGATE_CONTROL_PLANE_", "control_plane"}, {"DELEGATE_AGENT_", "agent"}, {"DELEGATE_SANDBOX_", "sandbox"},
         {"DELEGATE_AUTH_", "auth"}, {"DELEGATE_SECRETS_", "secrets"},
-        {"DELEGATE_CONNECTORS_", "connectors"}, {"DELEGATE_METRICS_", "metrics"}};
+        {"DELEGATE_CONNECTORS_", "connectors"}, {"DELEGATE_METRICS_", "metrics"},
+        {"DELEGATE_LOG_", "log"}};
     bool handled = false;
     for (const auto& [prefix, section] : kSections) {
       if (name.rfind(prefix, 0) != 0) continue;

@@ -19,6 +19,7 @@
 #include <delegate/agent/key_cache.hpp>
 #include <delegate/agent/metrics.hpp>
 #include <delegate/agent/oauth_setup.hpp>
+#include <delegate/agent/reload.hpp>
 #include <delegate/agent/secrets.hpp>
 #include <delegate/agent/session.hpp>
 #include <delegate/agent/spool.hpp>
@@ -54,62 +55,20 @@ struct Completion {
   std::string last_hash;
 };
 
-// What every step of this agent gets from local policy: its working-directory parent,
-// its user, whether root is allowed, and the agent's own files hidden from its view.
-connectors::StepContext step_base(const Config& c, const std::filesystem::path& credentials_dir) {
-  connectors::StepContext ctx;
-  ctx.work_parent = c.agent.state_dir / "work";
-  ctx.step_user = sandbox::StepUser{c.sandbox.step_uid, c.sandbox.step_gid};
-  ctx.allow_root = c.sandbox.allow_root_steps;
-  ctx.allowed_sockets = c.sandbox.allow_sockets;
-  ctx.allow_host_network = c.sandbox.allow_host_network;
-  // http steps run this very binary's http-request subcommand in their sandbox.
-  std::error_code self_ec;
-  ctx.http_program = std::filesystem::read_symlink("/proc/self/exe", self_ec);
-  ctx.http_ca_pem = c.connectors.ca_pem;
-  std::vector<std::filesystem::path> hidden = {c.agent.state_dir, c.control_plane.enrollment_token_file,
-                                                c.auth.api_keys_file, c.agent.spool_key_file, credentials_dir};
-  // The local secret store (secrets.enc, secrets.key) lives in state_dir, hidden above.
-  if (c.secrets.vault) {
-    hidden.push_back(c.secrets.vault->token_file);
-    hidden.push_back(c.secrets.vault->secret_id_file);
-  }
-  hidden.insert(hidden.end(), c.sandbox.hide_paths.begin(), c.sandbox.hide_paths.end());
-  // All of them, whether they exist yet or not: each launch covers those that exist then
-  // (connectors::prepare_step), so a file created after the agent started is hidden too.
-  for (const auto& p : hidden) {
-    std::error_code ec;
-    if (!p.empty()) ctx.hidden.push_back(std::filesystem::absolute(p, ec));
-  }
-  return ctx;
-}
-
-// sandbox.egress_allow_cidrs, validated when the configuration loaded.
-std::vector<egress::Cidr> egress_cidrs(const Config& c) {
-  std::vector<egress::Cidr> out;
-  for (const auto& text : c.sandbox.egress_allow_cidrs) {
-    if (auto cidr = egress::parse_cidr(text)) out.push_back(*cidr);
-  }
-  return out;
-}
-
 class Daemon {
  public:
-  Daemon(const Config& config, const Clock& clock, Ed25519PrivateKey key, policies::Catalog catalog,
-         std::unique_ptr<OAuthSetup> oauth, std::unique_ptr<Spool> spool, SecretResolver secrets)
+  Daemon(const Config& config, const Clock& clock, Ed25519PrivateKey key, std::shared_ptr<const AgentState> state,
+         std::unique_ptr<Spool> spool, DaemonOptions options)
       : config_(config),
         clock_(clock),
         key_(std::move(key)),
-        catalog_(std::move(catalog)),
-        oauth_(std::move(oauth)),
+        options_(std::move(options)),
+        state_(std::move(state)),
         spool_(std::move(spool)),
         session_(config_, key_),
         client_options_{.base_url = config_.control_plane.url, .ca_file = config_.control_plane.ca_file, .identity = &key_},
         uploader_(session_, client_options_, *spool_),
-        agent_stream_(key_, clock_, *spool_, DELEGATE_VERSION),
-        api_keys_(config_.auth.api_keys_file),
-        step_base_(step_base(config_, secrets.credentials_dir())),
-        secrets_(std::move(secrets)) {}
+        agent_stream_(key_, clock_, *spool_, DELEGATE_VERSION) {}
 
   int run();
 
@@ -123,6 +82,12 @@ class Daemon {
   bool report_completion(CpClient& client, const Completion& c);
   void start_agent_stream(const std::string& agent_id);
   void signal_loop(std::stop_token stop);
+  // SIGHUP: builds and validates the new state, then swaps it in (reload.cpp builds it).
+  void reload();
+  [[nodiscard]] std::shared_ptr<const AgentState> state() const {
+    std::lock_guard lock(state_mu_);
+    return state_;
+  }
   void heartbeat_loop(std::stop_token stop);
   void acquire_loop();
   void start_job(Json raw, std::string agent_id);
@@ -136,18 +101,15 @@ class Daemon {
   const Config& config_;
   const Clock& clock_;
   Ed25519PrivateKey key_;
-  policies::Catalog catalog_;
-  std::unique_ptr<OAuthSetup> oauth_;
+  DaemonOptions options_;
+  mutable std::mutex state_mu_;
+  std::shared_ptr<const AgentState> state_;  // guarded by state_mu_; replaced whole by reload()
   std::unique_ptr<Spool> spool_;
   Session session_;
   ClientOptions client_options_;
   Uploader uploader_;
   AgentStream agent_stream_;
-  ApiKeyCache api_keys_;
-  FilterCache filters_;
   TokenCache tokens_{clock_};
-  connectors::StepContext step_base_;
-  SecretResolver secrets_;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> hb_abort_{false};
@@ -177,7 +139,8 @@ void Daemon::replay() {
         log::error("agent", "cannot close interrupted job " + s.key.job + ": " + r.error().message);
         continue;
       }
-      log::warn("agent", "job " + s.key.job + " was running when the agent stopped; recorded it as interrupted");
+      log::warn("agent", "job " + s.key.job + " was running when the agent stopped; recorded it as interrupted",
+                {{"job", s.key.job}, {"event", "job_interrupted"}});
       done.status = "interrupted";
       agent_metrics().job_finished("interrupted");
       done.next_seq = rec->seq + 1;
@@ -292,9 +255,14 @@ void Daemon::signal_loop(std::stop_token stop) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   while (!stop.stop_requested()) {
     timespec ts{0, 200'000'000};
     int sig = sigtimedwait(&set, nullptr, &ts);
+    if (sig == SIGHUP) {
+      if (stopping_) log::warn("agent", "received SIGHUP while stopping: configuration not reloaded");
+      else reload();
+    }
     if (sig == SIGTERM || sig == SIGINT) {
       if (!stopping_.exchange(true)) {
         log::info("agent", std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ": stopping");
@@ -303,6 +271,26 @@ void Daemon::signal_loop(std::stop_token stop) {
       cv_.notify_all();
     }
   }
+}
+
+void Daemon::reload() {
+  log::info("agent", "SIGHUP: reloading " + options_.config_file.string());
+  const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
+  auto next = reload_state(options_.config_file, config_, *state(), clock_, creds != nullptr ? creds : "");
+  if (!next) {
+    log::error("agent", "reload rejected, the running configuration stays in force: " + next.error().message,
+               {{"event", "reload_rejected"}});
+    return;
+  }
+  log::set_level(options_.log_level.value_or((*next)->config.log.level));
+  log::set_format(options_.log_format.value_or((*next)->config.log.format));
+  const auto text = summary(**next);
+  const auto fingerprint = (*next)->fingerprint;
+  {
+    std::lock_guard lock(state_mu_);
+    state_ = std::move(*next);  // the old state lives on in the jobs that hold it
+  }
+  log::info("agent", "configuration reloaded: " + text, {{"event", "reloaded"}, {"fingerprint", fingerprint}});
 }
 
 void Daemon::pause(std::chrono::milliseconds d) {
@@ -354,7 +342,7 @@ void Daemon::heartbeat_loop(std::stop_token stop) {
       if (!id.is_string()) continue;
       auto it = running_.find(id.get<std::string>());
       if (it != running_.end() && !it->second->cancel.cancelled()) {
-        log::info("agent", "control plane cancelled job " + it->first);
+        log::info("agent", "control plane cancelled job " + it->first, {{"job", it->first}, {"event", "job_cancelled"}});
         it->second->cancel.cancel();
       }
     }
@@ -409,13 +397,16 @@ void Daemon::reap() {
 void Daemon::job_thread(Json raw, policies::Job job, std::string agent_id, std::shared_ptr<JobControl> control) {
   // agent_id is the identity the job was leased to: the records must chain under it even
   // if the session is re-registering meanwhile (an empty id would get them all refused).
-  RunnerDeps deps{key_, clock_, std::move(agent_id), catalog_, api_keys_.current(),
-                  policies::AuthorizerOptions{.oauth = oauth_->verifier()},
+  // The state this job runs under from its first record to its last, whatever reloads
+  // happen meanwhile.
+  const auto state = this->state();
+  RunnerDeps deps{key_, clock_, std::move(agent_id), state->catalog, state->api_keys->current(),
+                  policies::AuthorizerOptions{.oauth = state->oauth->verifier()},
                   uploader_,
-                  step_base_,
-                  filters_,
-                  &secrets_,
-                  egress_cidrs(config_),
+                  state->step_base,
+                  *state->filters,
+                  &state->secrets,
+                  state->egress_cidrs,
                   &tokens_};
   const StreamKey key{deps.agent_id, job.id};
   JobResult result = run_job(raw, job, deps, *control);
@@ -514,7 +505,7 @@ void Daemon::shutdown() {
 
 int Daemon::run() {
   std::jthread signals([this](std::stop_token st) { signal_loop(st); });
-  log::info("agent", "starting " + config_.agent.name + " (" + std::to_string(catalog_.size()) + " runbooks, concurrency " +
+  log::info("agent", "starting " + config_.agent.name + " (" + summary(*state()) + ", concurrency " +
                          std::to_string(config_.agent.concurrency) + ")");
   replay();
   std::jthread uploader([this](std::stop_token st) { uploader_.run(st); });
@@ -559,13 +550,14 @@ int Daemon::run() {
 
 }  // namespace
 
-int run_daemon(const Config& config, const Clock& clock) {
+int run_daemon(const Config& config, const Clock& clock, DaemonOptions options) {
   // Signals are taken synchronously by one thread; every other thread (and, after the
   // sandbox resets it, no child) has them blocked.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -582,15 +574,19 @@ int run_daemon(const Config& config, const Clock& clock) {
     log::error("agent", "identity: " + key.error().message);
     return 1;
   }
-  auto catalog = policies::Catalog::load_dir(config.runbooks_dir);
-  if (!catalog) {
-    log::error("agent", "runbooks: " + catalog.error().message);
-    return 1;
+  // The same build and checks as a reload: what starts is what a SIGHUP would accept.
+  std::string text;
+  if (!options.config_file.empty()) {
+    if (auto t = read_file(options.config_file, 1u << 20)) text = std::move(*t);
   }
-  auto oauth = OAuthSetup::create(config, clock, /*with_replay=*/true);
-  if (!oauth) {
-    log::error("agent", oauth.error().message);
-    return 2;
+  const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
+  auto state = build_state(config, StateInputs{clock, creds != nullptr ? creds : "", text, nullptr});
+  if (!state) {
+    log::error("agent", state.error().message);
+    // As before reloads existed: the catalog and the secret store are "cannot start" (1),
+    // the rest (issuers, API key file, profiles, CAs) is bad configuration (2).
+    const auto& m = state.error().message;
+    return m.rfind("runbooks:", 0) == 0 || m.rfind("secrets:", 0) == 0 ? 1 : 2;
   }
   auto spool_key = load_spool_key(config.agent.spool_key_file, config.agent.state_dir / "spool.key");
   if (!spool_key) {
@@ -606,15 +602,8 @@ int run_daemon(const Config& config, const Clock& clock) {
     log::error("agent", "spool: " + spool.error().message);
     return 1;
   }
-  const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
-  auto secrets = SecretResolver::create(config, creds != nullptr ? creds : "", clock);
-  if (!secrets) {
-    log::error("agent", "secrets: " + secrets.error().message);
-    return 1;
-  }
   const Spool& spool_ref = **spool;
-  Daemon daemon(config, clock, std::move(*key), std::move(*catalog), std::move(*oauth), std::move(*spool),
-                std::move(*secrets));
+  Daemon daemon(config, clock, std::move(*key), std::move(*state), std::move(*spool), std::move(options));
   // Declared after the daemon: it stops before the spool it reports on goes away.
   auto listener = start_metrics_listener(config, spool_ref);
   if (!listener) {

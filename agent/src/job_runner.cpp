@@ -153,14 +153,18 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
   std::string status = "succeeded";
   if (!rec.ok()) {
     status = "failed";
-    log::error("agent", "job " + job.id + " stopped before running anything: " + rec.failure());
+    log::error("agent", "job " + job.id + " stopped before running anything: " + rec.failure(),
+               {{"job", job.id}, {"event", "job_failed"}});
   } else if (const policies::Decision& decision = *decided; !decision.allow) {
     status = "denied";
     agent_metrics().denied(*decision.reason);
     log::info("agent", "job " + job.id + " denied: " + std::string(policies::to_string(*decision.reason)) +
-                           (decision.detail.empty() ? "" : " (" + decision.detail + ")"));
+                           (decision.detail.empty() ? "" : " (" + decision.detail + ")"),
+              {{"job", job.id}, {"runbook", job.runbook}, {"event", "job_denied"},
+               {"reason", policies::to_string(*decision.reason)}});
   } else {
-    log::info("agent", "job " + job.id + " allowed: runbook " + job.runbook + " for " + decision.subject);
+    log::info("agent", "job " + job.id + " allowed: runbook " + job.runbook + " for " + decision.subject,
+              {{"job", job.id}, {"runbook", job.runbook}, {"event", "job_allowed"}, {"subject", decision.subject}});
     const auto deadline = job.timeout_s > 0 ? started + std::chrono::seconds(job.timeout_s)
                                             : std::chrono::steady_clock::time_point::max();
     const auto& steps = decision.runbook->steps;
@@ -194,7 +198,8 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
         } catch (const std::exception& e) {
           // Defence in depth: nothing the request process prints may end the agent. The
           // step's end is still recorded, and the job fails.
-          log::error("agent", "job " + job.id + ": http step " + step.name + ": " + masker.mask(e.what()));
+          log::error("agent", "job " + job.id + ": http step " + step.name + ": " + masker.mask(e.what()),
+                     {{"job", job.id}, {"step", step.name}});
           rec.add(audit::Kind::step_end, Json{{"step", step.name}, {"index", i}, {"status", "agent_error"},
                                               {"error", "the request's result could not be read"}});
           r = HttpStepResult{"failed", nullptr};
@@ -324,7 +329,8 @@ JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDep
   if (!rec.ok()) end["error"] = rec.failure();
   rec.add(audit::Kind::job_end, std::move(end));
   agent_metrics().job_finished(status);
-  log::info("agent", "job " + job.id + " ended: " + status + " (" + std::to_string(total) + " records)");
+  log::info("agent", "job " + job.id + " ended: " + status + " (" + std::to_string(total) + " records)",
+            {{"job", job.id}, {"event", "job_ended"}, {"status", status}});
   return JobResult{job.id, status, rec.count() - 1, rec.last_hash()};
 }
 

@@ -15,7 +15,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: delegate-agent run --config FILE [--log-level LEVEL]\n"
+    "usage: delegate-agent run --config FILE [--log-level LEVEL] [--log-format text|json]\n"
     "       delegate-agent check-job --config FILE --job FILE [--now RFC3339]\n"
     "       delegate-agent sandbox-run [--profile NAME|FILE] [--network] [--timeout S] [--memory-mb N]\n"
     "                                  [--pids N] [--ro PATH]... [--rw PATH]... -- PROGRAM [ARGS...]\n"

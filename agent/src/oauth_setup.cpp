@@ -26,15 +26,17 @@ class HttpsJwksSource final : public policies::JwksSource {
 
 }  // namespace
 
-Result<std::unique_ptr<OAuthSetup>> OAuthSetup::create(const Config& config, const Clock& clock, bool with_replay) {
+Result<std::unique_ptr<OAuthSetup>> OAuthSetup::create(const Config& config, const Clock& clock, bool with_replay,
+                                                       std::shared_ptr<policies::ReplayCache> replay) {
   auto setup = std::unique_ptr<OAuthSetup>(new OAuthSetup());
+  setup->replay_ = replay;
   if (config.auth.oauth.empty()) return setup;
-  std::shared_ptr<policies::ReplayCache> replay;
-  if (with_replay) {
+  if (with_replay && !replay) {
     if (auto r = ensure_dir(config.agent.state_dir, 0700); !r) return std::unexpected(r.error());
     auto cache = policies::FileReplayCache::open(config.agent.state_dir, clock);
     if (!cache) return fail(cache.error().code, "jti replay cache: " + cache.error().message);
     replay = std::move(*cache);
+    setup->replay_ = replay;
   }
   std::vector<policies::OAuthIssuer> issuers;
   for (std::size_t i = 0; i < config.auth.oauth.size(); ++i) {

@@ -370,3 +370,34 @@ TEST(ConnectorsConfig, CaFilesAreReadAtLoadAndAnUnusableOneFailsClosed) {
 
 }  // namespace
 }  // namespace delegate::agent
+
+namespace delegate::agent {
+namespace {
+
+TEST(Config, LogSectionSetsFormatAndLevelAndRefusesTheRest) {
+  auto d = parse_config(kFull, {});
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->log.format, log::Format::text);
+  EXPECT_EQ(d->log.level, log::Level::info);
+  auto c = parse_config(std::string(kFull) + "log: {format: json, level: debug}\n", {});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->log.format, log::Format::json);
+  EXPECT_EQ(c->log.level, log::Level::debug);
+  auto e = parse_config(kFull, {{"DELEGATE_LOG_FORMAT", "json"}, {"DELEGATE_LOG_LEVEL", "warn"}});
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_EQ(e->log.format, log::Format::json);
+  EXPECT_EQ(e->log.level, log::Level::warn);
+  const std::pair<std::string, std::string> bad[] = {
+      {std::string(kFull) + "log: {format: xml}\n", "log.format: must be text or json"},
+      {std::string(kFull) + "log: {level: verbose}\n", "log.level: must be"},
+      {std::string(kFull) + "log: {colour: true}\n", "log.colour: unknown key"},
+  };
+  for (const auto& [text, msg] : bad) {
+    auto r = parse_config(text, {});
+    ASSERT_FALSE(r) << msg;
+    EXPECT_NE(r.error().message.find(msg), std::string::npos) << r.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace delegate::agent

@@ -5,6 +5,7 @@
 
 #include <delegate/agent/config.hpp>
 #include <delegate/agent/metrics.hpp>
+#include <delegate/agent/reload.hpp>
 
 namespace delegate::agent {
 namespace {
@@ -82,6 +83,21 @@ TEST(AgentMetrics, ReadyNeedsPollingAndAReachableControlPlane) {
   EXPECT_TRUE(m.ready());
   m.set_polling(false);
   EXPECT_FALSE(m.ready());
+}
+
+// The listener is bound once at start: a SIGHUP that moves it must say so, not be
+// accepted and silently left unapplied.
+TEST(MetricsConfig, MovingTheListenerNeedsARestart) {
+  auto before = parse_config(kBase + "metrics: {listen: \"127.0.0.1:9464\"}\n", {});
+  auto moved = parse_config(kBase + "metrics: {listen: \"127.0.0.1:9465\"}\n", {});
+  auto gone = parse_config(kBase, {});
+  ASSERT_TRUE(before && moved && gone);
+  EXPECT_TRUE(check_restart_keys(*before, *before));
+  for (const Config* next : {&*moved, &*gone}) {
+    auto r = check_restart_keys(*before, *next);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("metrics.listen"), std::string::npos) << r.error().message;
+  }
 }
 
 }  // namespace

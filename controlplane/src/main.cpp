@@ -1,7 +1,9 @@
 // delegate-controlplane: reference control plane and audit store.
 #include <boost/program_options.hpp>
 
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include <delegate/common/log.hpp>
 #include <delegate/common/metrics_http.hpp>
@@ -16,11 +18,39 @@ constexpr const char* kUsage =
     "usage: delegate-controlplane init --dir DIR [--listen HOST:PORT] [--runbooks SRC] [--force]\n"
     "       delegate-controlplane serve --dir DIR [--listen HOST:PORT] [--lease-s N]\n"
     "                                   [--metrics-listen 127.0.0.1:PORT | unix:/PATH]\n"
+    "                                   [--log-format text|json] [--log-level LEVEL]\n"
+    "       (DELEGATE_LOG_FORMAT / DELEGATE_LOG_LEVEL set the same; the flags win)\n"
     "       delegate-controlplane --help | --version\n";
 
 #ifndef DELEGATE_RUNBOOKS_SRC
 #define DELEGATE_RUNBOOKS_SRC ""
 #endif
+
+// --log-format/--log-level, else DELEGATE_LOG_FORMAT/DELEGATE_LOG_LEVEL, else text/info.
+int configure_log(const po::variables_map& vm) {
+  const auto pick = [&](const char* flag, const char* env) -> std::optional<std::string> {
+    if (vm.count(flag)) return vm[flag].as<std::string>();
+    if (const char* e = std::getenv(env); e != nullptr) return std::string(e);
+    return std::nullopt;
+  };
+  if (auto f = pick("log-format", "DELEGATE_LOG_FORMAT")) {
+    auto v = log::parse_format(*f);
+    if (!v) {
+      std::cerr << "delegate-controlplane: log format must be text or json, not \"" << *f << "\"\n";
+      return 2;
+    }
+    log::set_format(*v);
+  }
+  if (auto l = pick("log-level", "DELEGATE_LOG_LEVEL")) {
+    auto v = log::parse_level(*l);
+    if (!v) {
+      std::cerr << "delegate-controlplane: log level must be debug, info, warn or error, not \"" << *l << "\"\n";
+      return 2;
+    }
+    log::set_level(*v);
+  }
+  return 0;
+}
 
 int run(int argc, char** argv) {
   if (argc < 2) {
@@ -38,8 +68,9 @@ int run(int argc, char** argv) {
   }
   po::options_description opts;
   opts.add_options()("dir", po::value<std::string>()->required())("listen", po::value<std::string>())(
-      "runbooks", po::value<std::string>())("force", po::bool_switch())("lease-s", po::value<int>())("metrics-listen", po::value<std::string>())(
-      "help", po::bool_switch());
+      "runbooks", po::value<std::string>())("force", po::bool_switch())("lease-s", po::value<int>())(
+      "metrics-listen", po::value<std::string>())("help", po::bool_switch())("log-format", po::value<std::string>())(
+      "log-level", po::value<std::string>());
   po::variables_map vm;
   po::store(po::command_line_parser(argc - 1, argv + 1).options(opts).run(), vm);
   if (vm["help"].as<bool>()) {
@@ -47,6 +78,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   po::notify(vm);
+  if (auto r = configure_log(vm); r != 0) return r;
   if (cmd == "init") {
     controlplane::InitOptions o;
     o.dir = vm["dir"].as<std::string>();

@@ -18,8 +18,10 @@ class OAuth : public ::testing::Test {
     start_agent();
   }
   void start_agent() {
-    agent_ = std::make_unique<Process>(std::vector<std::string>{Bins::agent(), "run", "--config", config_},
-                                       tmp_.path / "agent.log");
+    // JSON lines here (text elsewhere): both formats run in a real agent.
+    agent_ = std::make_unique<Process>(
+        std::vector<std::string>{Bins::agent(), "run", "--config", config_, "--log-format", "json", "--log-level", "debug"},
+        tmp_.path / "agent.log");
   }
   void TearDown() override {
     if (HasFailure()) std::cerr << agent_->log_text();
@@ -75,6 +77,20 @@ TEST_F(OAuth, TokenFromTheIssuerIsAcceptedOnceAndReplayIsDeniedEvenAfterRestart)
   start_agent();
   EXPECT_EQ(decision(tok)["reason"], "replayed");
   EXPECT_EQ(decision(token())["decision"], "allow");
+
+  // The bearer token never reaches the log, not even its signature; every line of the
+  // log (debug included) is one JSON object with the envelope members.
+  const std::string log = agent_->log_text();
+  EXPECT_EQ(log.find(tok), std::string::npos);
+  EXPECT_EQ(log.find(tok.substr(tok.rfind('.') + 1)), std::string::npos);
+  EXPECT_EQ(log.find(secret()), std::string::npos);
+  std::size_t lines = 0;
+  for (std::size_t at = 0, nl; (nl = log.find('\n', at)) != std::string::npos; at = nl + 1, ++lines) {
+    const auto line = Json::parse(log.substr(at, nl - at));
+    ASSERT_TRUE(line.is_object()) << line.dump();
+    for (const char* k : {"ts", "level", "component", "msg"}) EXPECT_TRUE(line[k].is_string()) << line.dump();
+  }
+  EXPECT_GT(lines, 3u);
 }
 
 // Each case is denied for exactly the reason it names, so a regression in one check

@@ -11,6 +11,7 @@
 
 #include <delegate/common/error.hpp>
 #include <delegate/common/metrics_http.hpp>
+#include <delegate/common/log.hpp>
 
 namespace YAML {
 class Node;
@@ -125,6 +126,11 @@ struct Config {
     std::optional<metrics::ListenAddress> address;
   } metrics;
   std::filesystem::path runbooks_dir = "/etc/delegate/runbooks";
+  // log: the daemon's stderr (docs/operations.md, "Logs"); --log-level/--log-format win.
+  struct Log {
+    log::Format format = log::Format::text;
+    log::Level level = log::Level::info;
+  } log;
 };
 
 using Environment = std::map<std::string, std::string>;

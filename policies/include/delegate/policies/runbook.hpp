@@ -163,6 +163,7 @@ class Catalog {
   [[nodiscard]] static Result<Catalog> load_dir(const std::filesystem::path& dir);
   [[nodiscard]] const Runbook* find(std::string_view name) const;
   [[nodiscard]] std::size_t size() const { return runbooks_.size(); }
+  [[nodiscard]] const std::map<std::string, Runbook, std::less<>>& all() const { return runbooks_; }
   void add(Runbook rb) { runbooks_[rb.name] = std::move(rb); }
 
  private:
