@@ -19,7 +19,7 @@ CXX=clang++-16 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDELE
   -DDELEGATE_BUILD_TESTS=OFF >/dev/null
 FUZZERS=(job_parse_fuzz runbook_parse_fuzz record_parse_fuzz config_parse_fuzz jwt_parse_fuzz jwks_parse_fuzz
          seccomp_profile_fuzz export_verify_fuzz spool_block_fuzz masker_fuzz connect_parse_fuzz token_response_fuzz
-         vault_response_fuzz)
+         vault_response_fuzz connect_reply_fuzz)
 cmake --build build-fuzz -j"$JOBS" --target "${FUZZERS[@]}"
 for f in "${FUZZERS[@]}"; do
   name="${f%_fuzz}"
