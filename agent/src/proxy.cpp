@@ -212,6 +212,9 @@ Result<ProxySettings> resolve_proxy_settings(const std::string& proxy_key,
   if (no_proxy_key) {
     for (const auto& item : *no_proxy_key) list += item + ",";
     list_where = "control_plane.no_proxy";
+    // Checked even when no proxy applies: a wrong key is an error wherever it is.
+    auto entries = parse_no_proxy(list, list_where);
+    if (!entries) return std::unexpected(entries.error());
   }
   if (proxy_key == "none") return s;
   if (!proxy_key.empty()) {

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include <delegate/agent/config.hpp>
 #include <delegate/agent/proxy.hpp>
 
 namespace delegate::agent {
@@ -282,6 +283,73 @@ TEST(Tunnel, ASilentProxyTimesOut) {
   ASSERT_FALSE(fd);
   EXPECT_EQ(fd.error().code, Errc::timeout);
   EXPECT_NE(fd.error().message.find("timed out"), std::string::npos) << fd.error().message;
+}
+
+}  // namespace
+}  // namespace delegate::agent
+
+namespace delegate::agent {
+namespace {
+
+const char* kProxyConfig = R"(control_plane:
+  url: https://cp.example.com:8443
+  enrollment_token_file: /etc/delegate/enrollment.token
+PROXY_KEYSagent:
+  name: web-01
+  state_dir: /var/lib/delegate
+auth:
+  api_keys_file: /etc/delegate/api-keys.yaml
+)";
+
+Result<Config> load_with(const std::string& keys, const Environment& env = {}) {
+  std::string text = kProxyConfig;
+  text.replace(text.find("PROXY_KEYS"), 10, keys);
+  return parse_config(text, env);
+}
+
+TEST(ConfigProxy, KeysEnvironmentAndOverridesResolveToOneRoute) {
+  const auto cp = hp("cp.example.com:8443");
+  auto c = load_with("", {{"HTTPS_PROXY", "http://p:3128"}});
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_NE(c->control_plane.proxy_settings.route(cp), nullptr);
+  EXPECT_EQ(c->control_plane.proxy_settings.route(cp)->display(), "http://p:3128");
+
+  c = load_with("  proxy: none\n", {{"HTTPS_PROXY", "http://p:3128"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->control_plane.proxy_settings.route(cp), nullptr);
+
+  c = load_with("  proxy: http://k:8080\n  no_proxy: [.example.com]\n", {{"HTTPS_PROXY", "http://p:3128"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->control_plane.proxy_settings.route(cp), nullptr);
+  EXPECT_NE(c->control_plane.proxy_settings.route(hp("other.net:443")), nullptr);
+
+  c = load_with("  proxy: http://k:8080\n  no_proxy: other.net, 10.0.0.0/8\n");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->control_plane.proxy_settings.route(hp("other.net:443")), nullptr);
+  EXPECT_NE(c->control_plane.proxy_settings.route(cp), nullptr);
+
+  c = load_with("  proxy: http://k:8080\n", {{"DELEGATE_CONTROL_PLANE_PROXY", "none"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->control_plane.proxy_settings.route(cp), nullptr);
+
+  c = load_with("", {{"HTTPS_PROXY", "http://p:3128"}, {"DELEGATE_CONTROL_PLANE_NO_PROXY", "cp.example.com:8443"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->control_plane.proxy_settings.route(cp), nullptr);
+}
+
+TEST(ConfigProxy, BadValuesStopTheLoadNamingTheirSourceWithoutTheSecret) {
+  auto c = load_with("  proxy: https://u:s3cret@p:3128\n");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message.rfind("control_plane.proxy: ", 0), 0u) << c.error().message;
+  EXPECT_EQ(c.error().message.find("s3cret"), std::string::npos);
+  c = load_with("", {{"https_proxy", "socks5://p:1080"}});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("environment https_proxy"), std::string::npos) << c.error().message;
+  c = load_with("  no_proxy: [\"bad entry!\"]\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("control_plane.no_proxy"), std::string::npos) << c.error().message;
+  c = load_with("  proxy: {url: x}\n");
+  ASSERT_FALSE(c);
 }
 
 }  // namespace
