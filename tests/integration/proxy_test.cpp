@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -38,9 +39,14 @@ class ConnectProxy {
   }
   ~ConnectProxy() {
     stop_ = true;
-    accept_.join();
-    std::lock_guard lock(mu_);
-    for (auto& t : conns_) t.join();
+    accept_.join();  // no thread is added after this
+    // Joined without holding mu_: a connection thread may still need it to record.
+    std::vector<std::thread> conns;
+    {
+      std::lock_guard lock(mu_);
+      conns.swap(conns_);
+    }
+    for (auto& t : conns) t.join();
     ::close(listen_fd_);
   }
   [[nodiscard]] std::uint16_t port() const { return port_; }
@@ -68,6 +74,10 @@ class ConnectProxy {
       if (::poll(&p, 1, 100) <= 0) continue;
       const int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) continue;
+      // Bounds a client that connects and never sends a head (only so that the
+      // destructor cannot hang on it; no scenario depends on it).
+      timeval tv{5, 0};
+      ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       ++connections_;
       std::lock_guard lock(mu_);
       conns_.emplace_back([this, c] { serve(c); });
