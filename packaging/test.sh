@@ -25,7 +25,7 @@ CXX=clang++-16 cmake -S . -B build-san -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build build-san -j"$JOBS"
 FUZZERS=(job_parse_fuzz runbook_parse_fuzz record_parse_fuzz config_parse_fuzz jwt_parse_fuzz jwks_parse_fuzz
          seccomp_profile_fuzz export_verify_fuzz spool_block_fuzz masker_fuzz connect_parse_fuzz token_response_fuzz
-         vault_response_fuzz metrics_request_fuzz)
+         vault_response_fuzz metrics_request_fuzz connect_reply_fuzz)
 for f in "${FUZZERS[@]}"; do
   name="${f%_fuzz}"
   corpus="tests/fuzz/corpus/${name%_parse}"

@@ -173,6 +173,8 @@ Result<void> apply(Config& c, const std::string& section, const std::string& key
     if (key == "url") c.control_plane.url = value;
     else if (key == "ca_file") c.control_plane.ca_file = value;
     else if (key == "enrollment_token_file") c.control_plane.enrollment_token_file = value;
+    else if (key == "proxy") c.control_plane.proxy = value;
+    else if (key == "no_proxy") c.control_plane.no_proxy = split_csv(value);
     else return fail(Errc::invalid_argument, where + ": unknown key");
     return ok();
   }
@@ -378,10 +380,14 @@ Environment process_environment() {
   Environment env;
   for (char** e = environ; e && *e; ++e) {
     std::string kv = *e;
-    if (kv.rfind("DELEGATE_", 0) != 0) continue;
     auto eq = kv.find('=');
     if (eq == std::string::npos) continue;
-    env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    const std::string name = kv.substr(0, eq);
+    if (name.rfind("DELEGATE_", 0) != 0 && name != "https_proxy" && name != "HTTPS_PROXY" && name != "no_proxy" &&
+        name != "NO_PROXY") {
+      continue;
+    }
+    env[name] = kv.substr(eq + 1);
   }
   return env;
 }
@@ -420,6 +426,18 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
           c.sandbox.egress_allow_cidrs = *v;
+        } else if (section == "control_plane" && key == "no_proxy") {
+          // A list, or one comma-separated string as in the environment variable.
+          Result<std::vector<std::string>> v = std::vector<std::string>{};
+          if (item.second.IsSequence()) {
+            v = get_strings(item.second, where);
+          } else if (auto text = get_string(item.second, where)) {
+            v = split_csv(*text);
+          } else {
+            v = std::unexpected(text.error());
+          }
+          if (!v) return std::unexpected(v.error());
+          c.control_plane.no_proxy = *v;
         } else if (section == "connectors" && key == "ca_files") {
           auto v = get_strings(item.second, where);
           if (!v) return std::unexpected(v.error());
@@ -469,6 +487,9 @@ Result<Config> parse_config(std::string_view yaml_text, const Environment& env) 
     if (!handled && name == "DELEGATE_RUNBOOKS_DIR") c.runbooks_dir = value;
   }
   if (auto r = validate(c); !r) return std::unexpected(r.error());
+  auto proxy = resolve_proxy_settings(c.control_plane.proxy, c.control_plane.no_proxy, env);
+  if (!proxy) return std::unexpected(proxy.error());
+  c.control_plane.proxy_settings = std::move(*proxy);
   if (auto r = resolve_step_user(c.sandbox); !r) return std::unexpected(r.error());
   if (auto r = load_ca_files(c.connectors); !r) return std::unexpected(r.error());
   return c;

@@ -93,7 +93,10 @@ void CpClient::X509Deleter::operator()(X509* x) const noexcept { X509_free(x); }
 void global_http_init() { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 CpClient::CpClient(ClientOptions options, const std::atomic<bool>* abort)
-    : options_(std::move(options)), abort_(abort), curl_(curl_easy_init()) {
+    : options_(std::move(options)),
+      abort_(abort),
+      curl_(curl_easy_init()),
+      route_(options_.proxy, options_.base_url, options_.connect_timeout, abort) {
   if (options_.identity) {
     auto cert = make_identity_certificate(options_.identity->native_handle());
     if (cert) {
@@ -155,6 +158,7 @@ Result<HttpResult> CpClient::perform(std::string_view method, std::string_view p
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, abort_);
   curl_easy_setopt(c, CURLOPT_USERAGENT, "delegate-agent/" DELEGATE_VERSION);
+  route_.apply(c);
   CertAndKey identity{cert_.get(), options_.identity ? options_.identity->native_handle() : nullptr};
   if (cert_) {
     curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, use_identity);
@@ -192,6 +196,9 @@ Result<HttpResult> CpClient::perform(std::string_view method, std::string_view p
     if (sink.overflow) return fail(Errc::too_large, "response from control plane exceeds " + std::to_string(sink.max) + " bytes");
     if (rc == CURLE_ABORTED_BY_CALLBACK) return fail(Errc::unavailable, "request aborted (shutting down)");
     agent_metrics().control_plane_unreachable();
+    // The tunnel's own message names the proxy and what it answered; libcurl's would
+    // only say that it could not connect.
+    if (!route_.tunnel_error().empty()) return fail(Errc::unavailable, "control plane unreachable: " + route_.tunnel_error());
     if (is_trust_failure(rc)) return fail(Errc::permission, "TLS verification of the control plane failed: " + msg);
     if (rc == CURLE_OPERATION_TIMEDOUT) return fail(Errc::timeout, "control plane request timed out: " + msg);
     return fail(Errc::unavailable, "control plane unreachable: " + msg);

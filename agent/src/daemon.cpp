@@ -66,7 +66,10 @@ class Daemon {
         state_(std::move(state)),
         spool_(std::move(spool)),
         session_(config_, key_),
-        client_options_{.base_url = config_.control_plane.url, .ca_file = config_.control_plane.ca_file, .identity = &key_},
+        client_options_{.base_url = config_.control_plane.url,
+                        .ca_file = config_.control_plane.ca_file,
+                        .identity = &key_,
+                        .proxy = config_.control_plane.proxy_settings},
         uploader_(session_, client_options_, *spool_),
         agent_stream_(key_, clock_, *spool_, DELEGATE_VERSION) {}
 

@@ -13,6 +13,7 @@
 #include <memory>
 
 #include <delegate/agent/doctor.hpp>
+#include <delegate/agent/proxy.hpp>
 #include <delegate/common/fs.hpp>
 #include <delegate/common/json.hpp>
 #include <delegate/common/strict.hpp>
@@ -28,6 +29,7 @@ struct Probe {
   std::string date;  // the Date header, if any
   std::string body;  // at most kMaxBody bytes
   std::time_t received = 0;
+  std::string route;  // "direct" or "via proxy ..."
 };
 
 constexpr std::size_t kMaxBody = 1u << 20;
@@ -66,8 +68,13 @@ bool is_trust_failure(CURLcode rc) {
   }
 }
 
-Probe get(const std::string& url, const std::filesystem::path& ca_file, const DoctorOptions& o) {
+// Takes the route the agent itself would take (proxy.hpp), so that a check passes only
+// when the agent's own connection would work.
+Probe get(const std::string& url, const std::filesystem::path& ca_file, const ProxySettings& proxy,
+          const DoctorOptions& o) {
   Probe p;
+  CurlRoute route(proxy, url, o.connect_timeout, nullptr);
+  p.route = route.describe();
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) {
     p.error = "curl_easy_init failed";
@@ -91,10 +98,11 @@ Probe get(const std::string& url, const std::filesystem::path& ca_file, const Do
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &p.date);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(c, CURLOPT_USERAGENT, "delegate-agent-doctor/" DELEGATE_VERSION);
+  route.apply(c);
   const CURLcode rc = curl_easy_perform(c);
   p.received = std::time(nullptr);
   if (rc != CURLE_OK) {
-    p.error = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    p.error = !route.tunnel_error().empty() ? route.tunnel_error() : errbuf[0] ? errbuf : curl_easy_strerror(rc);
     p.trust_failure = is_trust_failure(rc);
     return p;
   }
@@ -137,7 +145,8 @@ std::string transport_advice(const Probe& p, const std::filesystem::path& ca_fil
            trust_source(ca_file) + " holds the CA that issued the server's certificate, that the certificate names "
            "this host, and that the server offers TLS 1.3";
   }
-  return "unreachable (" + p.error + "); check the URL, DNS, firewalls and proxies between this host and the server";
+  return "unreachable " + p.route + " (" + p.error +
+         "); check the URL, DNS, firewalls, and the proxy settings (control_plane.proxy, HTTPS_PROXY, NO_PROXY)";
 }
 
 }  // namespace
@@ -145,7 +154,7 @@ std::string transport_advice(const Probe& p, const std::filesystem::path& ca_fil
 void doctor_network_checks(const Config& config, const DoctorOptions& options, std::vector<DoctorCheck>& out) {
   const auto& cp = config.control_plane;
   if (!cp.ca_file.empty()) out.push_back(ca_file_check("control plane CA", cp.ca_file));
-  const Probe p = get(cp.url + "/healthz", cp.ca_file, options);
+  const Probe p = get(cp.url + "/healthz", cp.ca_file, cp.proxy_settings, options);
   if (!p.transport_ok) {
     out.push_back({"control plane TLS", false, cp.url + ": " + transport_advice(p, cp.ca_file)});
     out.push_back({"clock skew", false, "not measured: the control plane is unreachable"});
@@ -155,7 +164,7 @@ void doctor_network_checks(const Config& config, const DoctorOptions& options, s
                        " over a trusted TLS 1.3 connection; check that control_plane.url names a delegate control plane"});
   } else {
     out.push_back({"control plane TLS", true,
-                   cp.url + ": TLS 1.3, certificate trusted by " + trust_source(cp.ca_file) + ", /healthz 200"});
+                   cp.url + ": TLS 1.3, certificate trusted by " + trust_source(cp.ca_file) + ", /healthz 200, " + p.route});
   }
   if (p.transport_ok) {
     const std::time_t server = p.date.empty() ? -1 : curl_getdate(p.date.c_str(), nullptr);
@@ -202,7 +211,7 @@ void doctor_network_checks(const Config& config, const DoctorOptions& options, s
         continue;
       }
     }
-    const Probe j = get(iss.jwks_uri, iss.ca_file, options);
+    const Probe j = get(iss.jwks_uri, iss.ca_file, cp.proxy_settings, options);
     if (!j.transport_ok) {
       out.push_back({name, false, iss.jwks_uri + ": " + transport_advice(j, iss.ca_file)});
       continue;
@@ -218,7 +227,7 @@ void doctor_network_checks(const Config& config, const DoctorOptions& options, s
     }
     out.push_back({name, true,
                    iss.jwks_uri + ": TLS 1.3, trusted by " + trust_source(iss.ca_file) + ", " +
-                       std::to_string((*doc)["keys"].size()) + " key(s)"});
+                       std::to_string((*doc)["keys"].size()) + " key(s), " + j.route});
   }
 }
 

@@ -11,8 +11,10 @@ namespace {
 // control-plane client: TLS 1.3, chain and host name verified, size-capped answer.
 class HttpsJwksSource final : public policies::JwksSource {
  public:
-  HttpsJwksSource(std::string uri, std::filesystem::path ca_file)
-      : client_(ClientOptions{std::move(uri), std::move(ca_file), 1u << 20}) {}
+  // Same route as the control-plane link: the proxy settings apply to the JWKS host.
+  HttpsJwksSource(std::string uri, std::filesystem::path ca_file, const ProxySettings& proxy)
+      : client_(ClientOptions{.base_url = std::move(uri), .ca_file = std::move(ca_file), .max_response_bytes = 1u << 20,
+                              .proxy = proxy}) {}
   Result<std::string> fetch() override {
     auto r = client_.get("", "", std::chrono::seconds(15));
     if (!r) return std::unexpected(r.error());
@@ -65,7 +67,7 @@ Result<std::unique_ptr<OAuthSetup>> OAuthSetup::create(const Config& config, con
     if (!c.jwks_file.empty()) {
       setup->sources_.push_back(std::make_unique<policies::FileJwksSource>(c.jwks_file));
     } else {
-      setup->sources_.push_back(std::make_unique<HttpsJwksSource>(c.jwks_uri, c.ca_file));
+      setup->sources_.push_back(std::make_unique<HttpsJwksSource>(c.jwks_uri, c.ca_file, config.control_plane.proxy_settings));
     }
     auto keys = std::make_shared<policies::JwksCache>(*setup->sources_.back(), clock, p.algorithms);
     issuers.push_back(policies::OAuthIssuer{std::move(p), std::move(keys), replay});

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <delegate/agent/proxy.hpp>
 #include <delegate/common/error.hpp>
 #include <delegate/common/metrics_http.hpp>
 #include <delegate/common/log.hpp>
@@ -65,6 +66,12 @@ struct Config {
     std::string url;                                // https:// only
     std::filesystem::path ca_file;                  // empty = system trust store
     std::filesystem::path enrollment_token_file;
+    // "" (not set: the environment's https_proxy/HTTPS_PROXY), "none", or an http:// URL.
+    std::string proxy;
+    std::optional<std::vector<std::string>> no_proxy;  // nullopt: not set
+    // What the three above and the environment resolve to, for the control-plane link
+    // and the JWKS fetches (proxy.hpp).
+    ProxySettings proxy_settings;
   } control_plane;
   struct Agent {
     std::string name;
@@ -135,7 +142,8 @@ struct Config {
 
 using Environment = std::map<std::string, std::string>;
 
-// The process environment (only DELEGATE_* variables).
+// The process environment (only DELEGATE_* variables and the proxy variables
+// https_proxy, HTTPS_PROXY, no_proxy, NO_PROXY).
 [[nodiscard]] Environment process_environment();
 
 // secrets.vault (config_vault.cpp); `where` is "secrets.vault".

@@ -15,6 +15,7 @@
 #include <delegate/common/crypto.hpp>
 #include <delegate/common/error.hpp>
 #include <delegate/common/json.hpp>
+#include <delegate/agent/proxy.hpp>
 
 typedef void CURL;
 typedef struct x509_st X509;
@@ -34,6 +35,9 @@ struct ClientOptions {
   // The agent's identity key (owned by the caller, outlives the client); none for the
   // admin and OAuth clients.
   const Ed25519PrivateKey* identity = nullptr;
+  // Direct unless the agent's proxy settings route base_url's host through a proxy
+  // (proxy.hpp). Default: direct, whatever the environment says.
+  ProxySettings proxy;
 };
 
 class CpClient {
@@ -64,6 +68,7 @@ class CpClient {
   ClientOptions options_;
   const std::atomic<bool>* abort_;
   CURL* curl_;
+  CurlRoute route_;
   std::unique_ptr<X509, X509Deleter> cert_;  // for options_.identity
   std::string cert_error_;                   // why cert_ could not be made
 };
