@@ -4,6 +4,8 @@
 
 #include <boost/program_options.hpp>
 
+#include <signal.h>
+
 #include <iostream>
 #include <optional>
 
@@ -44,6 +46,13 @@ Result<Config> config_from(const po::variables_map& vm) {
 }  // namespace
 
 int run(const std::vector<std::string>& args) {
+  // Blocked before anything else, for every thread to come: a `systemctl reload` that
+  // lands while the agent is still starting must wait for the signal thread, not end the
+  // process with SIGHUP's default action (which Restart=on-failure counts as clean).
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hup, nullptr);
   po::options_description opts("delegate-agent run");
   opts.add_options()("config", po::value<std::string>()->required(), "agent configuration file")(
       "log-level", po::value<std::string>(), "debug|info|warn|error (default: agent.yaml log.level)")(

@@ -263,8 +263,17 @@ void Daemon::signal_loop(std::stop_token stop) {
     timespec ts{0, 200'000'000};
     int sig = sigtimedwait(&set, nullptr, &ts);
     if (sig == SIGHUP) {
-      if (stopping_) log::warn("agent", "received SIGHUP while stopping: configuration not reloaded");
-      else reload();
+      if (stopping_) {
+        log::warn("agent", "received SIGHUP while stopping: configuration not reloaded");
+      } else {
+        // Nothing thrown while reloading may end the agent with jobs running.
+        try {
+          reload();
+        } catch (const std::exception& e) {
+          log::error("agent", std::string("reload rejected, the running configuration stays in force: ") + e.what(),
+                     {{"event", "reload_rejected"}});
+        }
+      }
     }
     if (sig == SIGTERM || sig == SIGINT) {
       if (!stopping_.exchange(true)) {
@@ -610,10 +619,13 @@ int run_daemon(const Config& config, const Clock& clock, DaemonOptions options) 
   // Declared after the daemon: it stops before the spool it reports on goes away.
   auto listener = start_metrics_listener(config, spool_ref);
   if (!listener) {
-    log::error("agent", listener.error().message);
-    return 1;
+    // Observability, not a control: a local user who holds the port (or the socket's
+    // path) first must not be able to keep the agent from running runbooks.
+    log::error("agent", listener.error().message + "; running without /healthz, /readyz and /metrics",
+               {{"event", "metrics_listener_failed"}});
+  } else if (*listener) {
+    log::info("agent", "health and metrics on " + (*listener)->describe());
   }
-  if (*listener) log::info("agent", "health and metrics on " + (*listener)->describe());
   return daemon.run();
 }
 

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -163,13 +164,20 @@ Result<int> parse_connect_reply(std::string_view head) {
 
 std::string connect_request(const ProxyUrl& proxy, const egress::HostPort& target) {
   const std::string hp = egress::to_string(target);
-  std::string req = "CONNECT " + hp + " HTTP/1.1\r\nHost: " + hp + "\r\n";
+  std::string req;
+  std::string pair, encoded;
   if (proxy.has_credentials) {
-    const std::string pair = proxy.user + ":" + proxy.password;
-    req += "Proxy-Authorization: Basic " +
-           base64_encode(std::span(reinterpret_cast<const std::uint8_t*>(pair.data()), pair.size())) + "\r\n";
+    pair.reserve(proxy.user.size() + 1 + proxy.password.size());
+    pair.append(proxy.user).append(":").append(proxy.password);
+    encoded = base64_encode(std::span(reinterpret_cast<const std::uint8_t*>(pair.data()), pair.size()));
   }
-  req += "User-Agent: delegate-agent/" DELEGATE_VERSION "\r\n\r\n";
+  // Sized once, so that no append moves the credentials and leaves a copy in freed heap.
+  req.reserve(2 * hp.size() + encoded.size() + 128);
+  req.append("CONNECT ").append(hp).append(" HTTP/1.1\r\nHost: ").append(hp).append("\r\n");
+  if (proxy.has_credentials) req.append("Proxy-Authorization: Basic ").append(encoded).append("\r\n");
+  req.append("User-Agent: delegate-agent/" DELEGATE_VERSION "\r\n\r\n");
+  OPENSSL_cleanse(pair.data(), pair.size());
+  OPENSSL_cleanse(encoded.data(), encoded.size());
   return req;
 }
 
@@ -195,7 +203,7 @@ Result<int> open_tunnel(const ProxyUrl& proxy, const egress::HostPort& target, s
     }
   }
   // The request held the credentials: do not leave them in freed heap.
-  std::fill(request.begin(), request.end(), '\0');
+  OPENSSL_cleanse(request.data(), request.size());
   if (!outcome) return std::unexpected(outcome.error());
   // One byte at a time: nothing after the head may be consumed, it belongs to TLS.
   std::string head;

@@ -82,11 +82,18 @@ Result<void> check_profiles(const policies::Catalog& catalog, FilterCache& filte
   return ok();
 }
 
-// The runbook files in directory order by name, for the fingerprint.
+// The runbook files in directory order by name, for the fingerprint. Only regular
+// files, opened without blocking: a FIFO dropped into the directory must not hang the
+// signal thread (and with it every later SIGTERM); a directory that cannot be listed
+// only makes the fingerprint less specific, the load itself reports it.
 void digest_dir(const std::filesystem::path& dir, std::string& digest) {
   std::vector<std::filesystem::path> files;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) files.push_back(e.path());
+  std::filesystem::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_regular_file(type_ec) && !type_ec) files.push_back(it->path());
+  }
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
     auto text = read_file(f, 4u << 20);
@@ -145,6 +152,10 @@ Result<void> check_restart_keys(const Config& a, const Config& b) {
       {"control_plane.url", a.control_plane.url == b.control_plane.url},
       {"control_plane.ca_file", a.control_plane.ca_file == b.control_plane.ca_file},
       {"control_plane.enrollment_token_file", a.control_plane.enrollment_token_file == b.control_plane.enrollment_token_file},
+      // The control-plane clients keep the route they were built with; a reload that
+      // seemed to drop a proxy while the link still went through it would mislead.
+      {"control_plane.proxy", a.control_plane.proxy == b.control_plane.proxy},
+      {"control_plane.no_proxy", a.control_plane.no_proxy == b.control_plane.no_proxy},
       {"agent.name", x.name == y.name},
       {"agent.tags", x.tags == y.tags},
       {"agent.state_dir", x.state_dir == y.state_dir},

@@ -74,9 +74,39 @@ void json_escape(std::string& out, std::string_view s) {
   }
 }
 
-// Text: every control byte (newline included) becomes '?'; other bytes pass unchanged.
-void text_clean(std::string& out, std::string_view s) {
-  for (char c : s) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+// Text: whatever a terminal or a log reader could take for a line end or a control
+// becomes '?': C0 controls and DEL (newline included), invalid UTF-8 byte by byte, C1
+// controls (U+0080..U+009F: NEL, CSI), U+2028/U+2029, and the bidi marks, embeddings,
+// overrides and isolates that make a line read differently from what it holds. With
+// `quoting`, '"' and '\\' are escaped as well.
+void text_clean(std::string& out, std::string_view s, bool quoting = false) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = utf8_len(s, i);
+    if (n == 0) {
+      out += '?';
+      ++i;
+      continue;
+    }
+    bool hidden = false;
+    if (n == 1) {
+      hidden = c < 0x20 || c == 0x7f;
+    } else if (n == 2) {
+      hidden = c == 0xC2 && static_cast<unsigned char>(s[i + 1]) <= 0x9F;
+    } else if (n == 3 && c == 0xE2) {
+      const auto b1 = static_cast<unsigned char>(s[i + 1]);
+      const auto b2 = static_cast<unsigned char>(s[i + 2]);
+      hidden = (b1 == 0x80 && ((b2 >= 0x8E && b2 <= 0x8F) || (b2 >= 0xA8 && b2 <= 0xAE))) ||
+               (b1 == 0x81 && b2 >= 0xA6 && b2 <= 0xA9);
+    }
+    if (hidden) {
+      out += '?';
+    } else {
+      if (quoting && (c == '"' || c == '\\')) out += '\\';
+      out.append(s.substr(i, n));
+    }
+    i += n;
+  }
 }
 
 std::string field_name(std::string_view k) {
@@ -96,10 +126,7 @@ void text_value(std::string& out, std::string_view v) {
   const bool quote = v.empty() || v.find_first_of(" \"=\\") != std::string_view::npos;
   if (!quote) return text_clean(out, v);
   out += '"';
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    text_clean(out, std::string_view(&c, 1));
-  }
+  text_clean(out, v, /*quoting=*/true);
   out += '"';
 }
 

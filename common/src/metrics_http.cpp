@@ -167,7 +167,15 @@ struct HttpListener::Impl {
       }
       if (p[1].revents != 0) return;
       const int c = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (c < 0) continue;
+      if (c < 0) {
+        // Out of descriptors: the connection stays queued and poll() would report it
+        // at once again; wait a little (or for stop) instead of spinning on a core.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          pollfd s{stop_fd, POLLIN, 0};
+          if (::poll(&s, 1, 100) > 0) return;
+        }
+        continue;
+      }
       serve(c, endpoints);
       ::close(c);
     }
@@ -194,6 +202,17 @@ Result<std::unique_ptr<HttpListener>> HttpListener::start(const ListenAddress& a
     case ListenAddress::Kind::unix_socket: {
       impl->fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
       if (impl->fd < 0) return sys("socket");
+      // Whoever can write the socket's directory can swap the socket for a symlink
+      // between bind() and chmod() below, or put a socket of their own there: only a
+      // directory that root or this process owns and nobody else may write will do.
+      struct stat dir {};
+      const auto parent = address.path.parent_path();
+      if (::stat(parent.c_str(), &dir) != 0) return sys("stat " + parent.string());
+      if (!S_ISDIR(dir.st_mode) || (dir.st_uid != 0 && dir.st_uid != ::geteuid()) || (dir.st_mode & 022) != 0) {
+        return fail(Errc::permission, "metrics listener: " + parent.string() +
+                                          " must be a directory owned by root or this user that group and others "
+                                          "cannot write (e.g. a RuntimeDirectory=)");
+      }
       struct stat st {};
       if (::lstat(address.path.c_str(), &st) == 0) {
         // A socket left by an earlier run is replaced; anything else is not ours to remove.

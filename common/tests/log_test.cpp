@@ -59,6 +59,20 @@ TEST(Log, TextLineKeepsTheFamiliarShapeAndQuotesAmbiguousFieldValues) {
   EXPECT_EQ(format_line(Format::text, kTs, Level::debug, "agent", "a\nb"), "2026-11-18T11:06:40.000Z debug agent: a?b\n");
 }
 
+// Bytes from a peer (a runbook name the control plane accepted, an error text) that a
+// terminal or a log viewer would act on: C1 controls (CSI, NEL), line and paragraph
+// separators, bidi overrides and isolates, invalid UTF-8. In text each becomes '?'.
+TEST(Log, TextLineNeutralisesC1BidiSeparatorsAndInvalidUtf8) {
+  const std::string hostile = "a\xc2\x9b" "31mb\xc2\x85" "c\xe2\x80\xa8" "d\xe2\x80\xae" "e\xe2\x81\xa6" "f\xe2\x80\x8f" "g\xff" "h";
+  EXPECT_EQ(format_line(Format::text, kTs, Level::info, "agent", hostile),
+            "2026-11-18T11:06:40.000Z info agent: a?31mb?c?d?e?f?g?h\n");
+  EXPECT_EQ(format_line(Format::text, kTs, Level::info, "agent", "ok", {{"runbook", hostile + " x"}}),
+            "2026-11-18T11:06:40.000Z info agent: ok runbook=\"a?31mb?c?d?e?f?g?h x\"\n");
+  // Positive control: printable UTF-8 (Latin, euro sign, CJK) is kept as it is.
+  EXPECT_EQ(format_line(Format::text, kTs, Level::info, "agent", "caf\xc3\xa9 \xe2\x82\xac \xe6\x97\xa5"),
+            "2026-11-18T11:06:40.000Z info agent: caf\xc3\xa9 \xe2\x82\xac \xe6\x97\xa5\n");
+}
+
 TEST(Log, ParsesLevelAndFormatNames) {
   EXPECT_EQ(parse_level("warn"), Level::warn);
   EXPECT_EQ(parse_level("WARN"), std::nullopt);

@@ -183,5 +183,22 @@ TEST(MetricsHttp, UnixSocketIsOwnerAndGroupOnlyAndRemoved) {
   std::filesystem::remove_all(dir);
 }
 
+// In a directory others can write (a /tmp), another user could swap the new socket for a
+// symlink before the chmod, or serve a socket of their own at the path.
+TEST(MetricsHttp, UnixSocketInADirectoryOthersCanWriteIsRefused) {
+  const auto dir = std::filesystem::temp_directory_path() / ("metrics-open-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms::all | std::filesystem::perms::sticky_bit);
+  Registry r;
+  auto l = HttpListener::start(*parse_listen_address("unix:" + (dir / "m.sock").string()), Endpoints{&r, nullptr});
+  ASSERT_FALSE(l);
+  EXPECT_NE(l.error().message.find("cannot write"), std::string::npos) << l.error().message;
+  EXPECT_FALSE(std::filesystem::exists(dir / "m.sock"));
+  // Positive control: the same directory closed to others is accepted.
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  EXPECT_TRUE(HttpListener::start(*parse_listen_address("unix:" + (dir / "m.sock").string()), Endpoints{&r, nullptr}));
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace delegate::metrics

@@ -134,11 +134,12 @@ int run(int argc, char** argv) {
       (void)collector;
       auto started = metrics::HttpListener::start(*address, metrics::Endpoints{&controlplane::Server::metrics_registry(), nullptr});
       if (!started) {
-        std::cerr << "delegate-controlplane: " << started.error().message << "\n";
-        return 1;
+        // As in the agent: a squatted port costs the metrics, not the service.
+        log::error("controlplane", started.error().message + "; serving without /healthz, /readyz and /metrics");
+      } else {
+        listener = std::move(*started);
+        log::info("controlplane", "health and metrics on " + listener->describe());
       }
-      listener = std::move(*started);
-      log::info("controlplane", "health and metrics on " + listener->describe());
     }
     (*server)->run();
     listener.reset();

@@ -46,6 +46,10 @@ struct Server::Impl {
   std::unordered_map<std::string, std::size_t> per_peer;  // open connections by remote address
   std::size_t refused_since_log = 0;
   std::optional<std::chrono::steady_clock::time_point> last_refusal_log;
+  // Scrapes arrive on the listener's thread, without authentication: at most one count
+  // of the store is queued on the I/O thread at a time, and at most one a second.
+  std::atomic<bool> refreshing{false};
+  std::atomic<std::int64_t> last_refresh_ms{-1'000'000};
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> session(tcp::socket socket, std::string address);
@@ -298,13 +302,25 @@ metrics::Registry& Server::metrics_registry() { return cp_metrics().registry(); 
 
 void Server::refresh_metrics(std::chrono::milliseconds wait) {
   // The store belongs to the I/O thread: the counts are taken there, and a scrape waits
-  // for them a bounded time (stale values rather than a stuck scrape).
+  // for them a bounded time (stale values rather than a stuck scrape). A scraper in a
+  // loop gets the last counts instead of queueing scan after scan in front of the API.
+  const auto steady_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  if (steady_ms() - impl_->last_refresh_ms.load() < 1000) return;
+  if (impl_->refreshing.exchange(true)) return;
   auto done = std::make_shared<std::promise<void>>();
   auto future = done->get_future();
-  asio::post(impl_->ioc, [this, done] {
+  asio::post(impl_->ioc, [this, done, steady_ms] {
+    struct Release {  // whatever happens in the count, the next scrape may ask again
+      std::atomic<bool>& flag;
+      ~Release() { flag = false; }
+    } release{impl_->refreshing};
     cp_metrics().refresh(*impl_->store, std::chrono::duration_cast<std::chrono::milliseconds>(
                                             std::chrono::system_clock::now().time_since_epoch()).count(),
                          impl_->config.lease.count());
+    impl_->last_refresh_ms = steady_ms();
     done->set_value();
   });
   (void)future.wait_for(wait);
