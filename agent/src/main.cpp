@@ -42,8 +42,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "--version") {
+    // Also the test step doctor and the image check launch in the sandbox: _Exit after
+    // the flush, so that no exit-time handler runs there (a sanitizer build's leak check
+    // needs ptrace, which the step's seccomp filter refuses, and would fail the step).
     std::cout << "delegate-agent " << DELEGATE_VERSION << "\n";
-    return 0;
+    std::cout.flush();
+    std::_Exit(std::cout ? 0 : 1);
   }
   if (cmd == "sandbox-run") return delegate::sandbox::sandbox_run_main(argc - 1, argv + 1);
   // Internal: the sandboxed half of an http step (request spec on stdin, never argv).
@@ -71,7 +75,15 @@ int main(int argc, char** argv) {
     if (cmd == "identity") return delegate::agent::cli::identity(args);
     if (cmd == "api-key") return delegate::agent::cli::api_key(args);
     if (cmd == "secret") return delegate::agent::cli::secret(args);
-    if (cmd == "doctor") return delegate::agent::cli::doctor(args);
+    if (cmd == "doctor") {
+      // doctor is run where the sandbox may be refused (inside a container, inside a
+      // step): its report is flushed and it ends with _Exit, for the reason given for
+      // http-request above; a leak check dying under seccomp would lose the report.
+      const int rc = delegate::agent::cli::doctor(args);
+      std::cout.flush();
+      std::cerr.flush();
+      std::_Exit(rc);
+    }
   } catch (const boost::program_options::error& e) {
     std::cerr << "delegate-agent " << cmd << ": " << e.what() << "\n";
     return 2;
