@@ -226,9 +226,10 @@ void child_main(const ChildPlan& plan) noexcept {
 
 std::size_t step_stack_bytes() noexcept {
 #if DELEGATE_STEP_VFORK
-  // exec_step's frames, the seccomp program it builds on the stack and the kernel's
-  // signal frame have ample room; the pages are touched only as used.
-  return 256 * 1024;
+  // exec_step needs a few KiB (its frames, the seccomp program header it builds on the
+  // stack); ample room, and small enough for malloc to serve from the heap rather than
+  // with an mmap and munmap per launch.
+  return 64 * 1024;
 #else
   return 0;
 #endif
