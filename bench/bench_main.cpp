@@ -2,18 +2,21 @@
 // same run on the same machine (docs/bench.md). Exit status 0 whatever the figures: a
 // benchmark reports, it does not gate.
 #include <cstdio>
+#include <cstring>
 
 #include <delegate/agent/cp_client.hpp>
 
 #include "benches.hpp"
 
-int main() {
+// `delegate-bench launch` (or seal, mask, dispatch) runs one group only, for iterating.
+int main(int argc, char** argv) {
+  auto want = [&](const char* g) { return argc < 2 || std::strcmp(argv[1], g) == 0; };
   delegate::agent::global_http_init();
   delegate::bench::Table t;
-  delegate::bench::seal_rows(t);
-  delegate::bench::mask_rows(t);
-  delegate::bench::dispatch_rows(t);
-  delegate::bench::launch_rows(t);
+  if (want("seal")) delegate::bench::seal_rows(t);
+  if (want("mask")) delegate::bench::mask_rows(t);
+  if (want("dispatch")) delegate::bench::dispatch_rows(t);
+  if (want("launch")) delegate::bench::launch_rows(t);
   std::printf("\n");
   const int missed = t.print();
   std::printf("\n%d target(s) missed\n", missed);

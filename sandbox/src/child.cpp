@@ -107,6 +107,46 @@ void reset_signal_handlers() noexcept {
   die(plan, ChildStage::exec, errno);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define DELEGATE_STEP_VFORK 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DELEGATE_STEP_VFORK 0
+#endif
+#endif
+#ifndef DELEGATE_STEP_VFORK
+#define DELEGATE_STEP_VFORK 1
+#endif
+
+#if DELEGATE_STEP_VFORK
+int step_entry(void* arg) { exec_step(*static_cast<const ChildPlan*>(arg)); }
+#endif
+
+// Starts the step under the init. A fork would copy the init's address space (which is
+// a copy of the whole agent's) only for execve to throw it away again; instead the step
+// runs on its own stack in the init's memory, with the init suspended until execve
+// succeeds or the step exits (CLONE_VFORK), as posix_spawn does. Only the memory is
+// shared: descriptors, credentials, signal dispositions, rlimits, the working
+// directory and the seccomp filter are the step's own (no CLONE_FILES, CLONE_FS,
+// CLONE_SIGHAND or CLONE_THREAD), so exec_step changes nothing of the init's.
+// exec_step writes no memory but its own stack frame and errno, and the init is
+// stopped meanwhile. Sanitizer builds (whose runtime tracks stacks and would see a
+// foreign one) use _Fork.
+pid_t start_step(const ChildPlan& plan) noexcept {
+#if DELEGATE_STEP_VFORK
+  if (plan.step_stack != nullptr) {
+    // The stack grows down on every architecture this builds for.
+    char* top = plan.step_stack + plan.step_stack_size;
+    return ::clone(step_entry, top, CLONE_VM | CLONE_VFORK | SIGCHLD, const_cast<ChildPlan*>(&plan));
+  }
+#endif
+  // _Fork, not fork: no atfork handlers, which could block on locks another agent
+  // thread held at clone time.
+  const pid_t pid = ::_Fork();
+  if (pid == 0) exec_step(plan);
+  return pid;
+}
+
 // pid 1 of the step's namespace. Signals stay blocked (SIGKILL from the parent's
 // namespace still ends it); the step cannot signal it anyway: pid 1 only receives
 // signals it has handlers for from inside its namespace.
@@ -179,12 +219,20 @@ void child_main(const ChildPlan& plan) noexcept {
 
   if (!plan.init) exec_step(plan);
 
-  // _Fork, not fork: no atfork handlers, which could block on locks another agent
-  // thread held at clone time.
-  const pid_t step = ::_Fork();
+  const pid_t step = start_step(plan);
   if (step < 0) die(plan, ChildStage::fork_step, errno);
-  if (step == 0) exec_step(plan);
   run_init(plan, step);
+}
+
+std::size_t step_stack_bytes() noexcept {
+#if DELEGATE_STEP_VFORK
+  // exec_step needs a few KiB (its frames, the seccomp program header it builds on the
+  // stack); ample room, and small enough for malloc to serve from the heap rather than
+  // with an mmap and munmap per launch.
+  return 64 * 1024;
+#else
+  return 0;
+#endif
 }
 
 const char* stage_name(ChildStage stage) noexcept {

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <cstddef>
 
 #include <delegate/sandbox/seccomp.hpp>
 
@@ -79,7 +80,15 @@ struct ChildPlan {
   bool loopback_up = false;         // fresh network namespace: bring lo up
   const MountPlan* mounts = nullptr;
   CredPlan creds;
+  // The init starts the step on this stack, sharing the init's memory until execve
+  // (vfork-style, see start_step in child.cpp); null means a plain _Fork().
+  char* step_stack = nullptr;
+  std::size_t step_stack_size = 0;
 };
+
+// Bytes of the stack the parent prepares for the step's vfork-style start; 0 where
+// that start is not used (sanitizer builds), and then the plan carries no stack.
+[[nodiscard]] std::size_t step_stack_bytes() noexcept;
 
 [[noreturn]] void child_main(const ChildPlan& plan) noexcept;
 

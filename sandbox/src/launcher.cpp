@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -178,6 +179,14 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
   plan.loopback_up = iso->net_ns;
   plan.mounts = mounts ? &*mounts : nullptr;
   plan.creds = CredPlan{iso->uid, iso->gid, host.is_root, host.is_root || iso->user_ns};
+  // The init starts the step on this stack (child.cpp, start_step): allocated here,
+  // before the clone, like everything else the child uses.
+  std::unique_ptr<char[]> step_stack;
+  if (plan.init && step_stack_bytes() > 0) {
+    step_stack.reset(new char[step_stack_bytes()]);
+    plan.step_stack = step_stack.get();
+    plan.step_stack_size = step_stack_bytes();
+  }
 
   // A network namespace made ahead of time keeps its creation off this path; the child
   // is cloned while this thread stands in it. Without one, clone() creates it.

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "child.hpp"
 #include "test_support.hpp"
 
 namespace delegate::sandbox {
@@ -480,6 +481,34 @@ TEST(Launcher, PrivateNetworkHasOnlyLoopbackAndItIsUp) {
     EXPECT_EQ(c.out, "lo\n") << "launch " << i;
     // Refused means the packet went through an up loopback; a down one is unreachable.
     EXPECT_NE(c.err.find("Connection refused"), std::string::npos) << "launch " << i << ": " << c.err;
+  }
+}
+
+// The init starts the step vfork-style (child.cpp, start_step), on a stack the launcher
+// prepares, except in an AddressSanitizer build, whose runtime would see a foreign stack
+// and which falls back to _Fork. Either way every status reaches the parent through the
+// init (its status pipe survives the step closing its own descriptors before execve).
+TEST(StepStart, VforkStyleExceptUnderAddressSanitizer) {
+  bool asan = false;
+#if defined(__SANITIZE_ADDRESS__)
+  asan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  asan = true;
+#endif
+#endif
+  if (asan) {
+    EXPECT_EQ(detail::step_stack_bytes(), 0u);
+  } else {
+    EXPECT_GE(detail::step_stack_bytes(), 16u * 1024);
+  }
+  if (!host_support().user_ns && !host_support().other_ns) GTEST_SKIP() << "no namespaces on this host";
+  for (int code : {0, 1, 42, 255}) {
+    const auto c = run_argv({"/bin/sh", "-c", "echo started; exit " + std::to_string(code)});
+    EXPECT_TRUE(c.outcome.isolation.pid_ns);
+    EXPECT_EQ(c.outcome.status, Status::exited) << c.outcome.error;
+    EXPECT_EQ(c.outcome.exit_code, code);
+    EXPECT_EQ(c.out, "started\n");
   }
 }
 
