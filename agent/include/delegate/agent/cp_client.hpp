@@ -73,7 +73,8 @@ class CpClient {
   std::string cert_error_;                   // why cert_ could not be made
 };
 
-// Call once at process start, before threads.
-void global_http_init();
+// Loads and initialises libcurl now rather than at the first request (it is loaded on
+// first use: docs/install.md); false, with the reason logged, when it cannot be loaded.
+bool global_http_init();
 
 }  // namespace delegate::agent
