@@ -90,7 +90,7 @@ CURLcode use_identity(CURL*, void* ssl_ctx, void* user) {
 
 void CpClient::X509Deleter::operator()(X509* x) const noexcept { X509_free(x); }
 
-bool global_http_init() { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }
+void global_http_init() { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 CpClient::CpClient(ClientOptions options, const std::atomic<bool>* abort)
     : options_(std::move(options)),

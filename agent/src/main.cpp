@@ -1,5 +1,6 @@
 // delegate-agent: the daemon and its offline subcommands.
 #include <boost/program_options/errors.hpp>
+#include <curl/curl.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -71,7 +72,7 @@ int main(int argc, char** argv) {
   try {
     // The daemon loads libcurl at its start, so that a missing library stops it at once;
     // the other commands load it at their first request, if they make one.
-    if (cmd == "run" && !delegate::agent::global_http_init()) {
+    if (cmd == "run" && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
       std::cerr << "delegate-agent run: cannot load libcurl.so.4 (docs/install.md)\n";
       return 1;
     }

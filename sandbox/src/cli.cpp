@@ -17,7 +17,7 @@
 
 #include <delegate/sandbox/launcher.hpp>
 #include <delegate/sandbox/seccomp.hpp>
-#include <delegate/sandbox/step_netns.hpp>
+#include <delegate/sandbox/one_shot.hpp>
 
 namespace delegate::sandbox {
 namespace {

@@ -36,7 +36,8 @@ HostSupport probe() {
   h.is_root = ::geteuid() == 0;
   h.user_ns = can_clone(detail::kAllNamespaces | CLONE_NEWCGROUP);
   if (!h.user_ns) h.notes += "user namespaces unavailable; ";
-  // Only decides anything without user namespaces (plan_isolation): each probe creates
+  // Only decides anything without user namespaces (plan_isolation), so it is probed only
+  // then and left false otherwise: each probe creates
   // and tears down a full set of namespaces, a network namespace included, on the path
   // of the process's first launch (all of `sandbox-run`'s cost that is not the launch).
   h.other_ns = h.is_root && !h.user_ns &&

@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include <delegate/common/log.hpp>
-#include <delegate/sandbox/step_netns.hpp>
+#include <delegate/sandbox/one_shot.hpp>
 
 namespace delegate::sandbox {
 namespace {

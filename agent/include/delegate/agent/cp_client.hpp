@@ -73,8 +73,7 @@ class CpClient {
   std::string cert_error_;                   // why cert_ could not be made
 };
 
-// Loads and initialises libcurl now rather than at the first request (it is loaded on
-// first use: docs/install.md); false, with the reason logged, when it cannot be loaded.
-bool global_http_init();
+// Call once at process start, before threads.
+void global_http_init();
 
 }  // namespace delegate::agent

@@ -56,9 +56,7 @@ enum class CgroupVersion { none, v1, v2 };
 struct HostSupport {
   bool is_root = false;
   bool user_ns = false;    // clone(CLONE_NEWUSER | the others) works
-  // clone(CLONE_NEWPID|NEWNS|NEWNET|NEWIPC|NEWUTS) works without a user ns; probed only
-  // for root and only when user_ns is false (the one case where it matters), else false.
-  bool other_ns = false;
+  bool other_ns = false;   // clone(CLONE_NEWPID|NEWNS|NEWNET|NEWIPC|NEWUTS) works without a user ns
   bool mount_setattr = false;
   // Per controller: which hierarchy serves it (v2 only if the controller is enabled
   // for our subtree; on hybrid hosts v1 per controller), and where our own cgroup is.

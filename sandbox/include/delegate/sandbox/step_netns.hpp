@@ -11,13 +11,6 @@
 
 namespace delegate::sandbox {
 
-// For a process that makes one launch and exits (`sandbox-run`): keep no pool of
-// network namespaces (docs/sandbox.md). Otherwise the first launch starts the pool's
-// thread, which makes four namespaces the process never uses and tears them down at
-// exit, on the only launch's path. Call before the first launch; the launch then
-// creates its namespace in clone().
-void disable_netns_pool();
-
 class StepNetns {
  public:
   [[nodiscard]] static Result<StepNetns> create();
