@@ -100,6 +100,15 @@ const Api& api() {
 
 }  // namespace
 
+// curl.h declares the variadic entry points with an enum as their last named parameter,
+// and the definitions must match. va_start on it is well defined when the enum is not
+// promoted, i.e. its underlying type is int-sized (no -fshort-enums): checked here.
+// clang warns regardless of the underlying type.
+static_assert(sizeof(CURLoption) == sizeof(int) && sizeof(CURLINFO) == sizeof(int));
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wvarargs"
+#endif
+
 extern "C" {
 
 CURLcode curl_global_init(long /*flags: always CURL_GLOBAL_DEFAULT here*/) {
