@@ -14,5 +14,7 @@ void mask_rows(Table& t);
 void dispatch_rows(Table& t);
 // Sandboxed launches of /bin/true in process, against posix_spawn and bubblewrap.
 void launch_rows(Table& t);
+// Whole processes: `delegate-agent sandbox-run -- /bin/true` against bubblewrap's.
+void footprint_rows(Table& t);
 
 }  // namespace delegate::bench

@@ -59,6 +59,13 @@ stage() {
     if ldd "$BUILD/$b" | grep -q 'not found'; then ldd "$BUILD/$b" >&2; exit 1; fi
     mapfile -t -O "${#libs[@]}" libs < <(ldd "$BUILD/$b" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
   done
+  # libcurl is loaded on the first HTTP call (dlopen), so ldd of the binaries does not
+  # list it: add it and what it needs.
+  local curl
+  curl="$(ldconfig -p | awk '$1 == "libcurl.so.4" && $NF ~ /^\// {print $NF; exit}')"
+  [ -n "$curl" ] || { echo "image: libcurl.so.4 not found on this host" >&2; exit 1; }
+  libs+=("$curl")
+  mapfile -t -O "${#libs[@]}" libs < <(ldd "$curl" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
   # One dpkg -S for all of them (it is slow per call). dpkg knows a file by the path
   # its package installed, which usrmerge may have moved (/lib vs /usr/lib): ask for
   # the resolved path, the same without /usr, and the path ldd printed.

@@ -1,5 +1,6 @@
 // delegate-agent: the daemon and its offline subcommands.
 #include <boost/program_options/errors.hpp>
+#include <curl/curl.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -69,7 +70,12 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    delegate::agent::global_http_init();
+    // The daemon loads libcurl at its start, so that a missing library stops it at once;
+    // the other commands load it at their first request, if they make one.
+    if (cmd == "run" && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      std::cerr << "delegate-agent run: cannot load libcurl.so.4 (docs/install.md)\n";
+      return 1;
+    }
     if (cmd == "run") return delegate::agent::cli::run(args);
     if (cmd == "check-job") return delegate::agent::cli::check_job(args);
     if (cmd == "identity") return delegate::agent::cli::identity(args);

@@ -17,6 +17,7 @@
 
 #include <delegate/sandbox/launcher.hpp>
 #include <delegate/sandbox/seccomp.hpp>
+#include <delegate/sandbox/one_shot.hpp>
 
 namespace delegate::sandbox {
 namespace {
@@ -239,6 +240,7 @@ int main_impl(int argc, char** argv) {
     write_all(STDOUT_FILENO, std::string("sandbox-run (delegate) ") + DELEGATE_VERSION + "\n");
     return 0;
   }
+  disable_netns_pool();  // one launch, then exit: no namespaces made ahead
   auto filter = SeccompProgram::compile(o.profile,
                                         SeccompOptions{.network = o.network, .unix_sockets = !o.sockets.empty()});
   if (!filter) return error_exit(filter.error().message);

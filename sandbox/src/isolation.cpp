@@ -36,7 +36,12 @@ HostSupport probe() {
   h.is_root = ::geteuid() == 0;
   h.user_ns = can_clone(detail::kAllNamespaces | CLONE_NEWCGROUP);
   if (!h.user_ns) h.notes += "user namespaces unavailable; ";
-  h.other_ns = h.is_root && can_clone(detail::kAllNamespaces & ~static_cast<unsigned long>(CLONE_NEWUSER));
+  // Only decides anything without user namespaces (plan_isolation), so it is probed only
+  // then and left false otherwise: each probe creates
+  // and tears down a full set of namespaces, a network namespace included, on the path
+  // of the process's first launch (all of `sandbox-run`'s cost that is not the launch).
+  h.other_ns = h.is_root && !h.user_ns &&
+               can_clone(detail::kAllNamespaces & ~static_cast<unsigned long>(CLONE_NEWUSER));
   // An invalid descriptor tells ENOSYS (no mount_setattr, Linux < 5.12) from EBADF.
   errno = 0;
   (void)::syscall(SYS_mount_setattr, -1, "", 0, nullptr, 0);

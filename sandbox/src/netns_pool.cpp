@@ -6,17 +6,24 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
 #include <delegate/common/log.hpp>
+#include <delegate/sandbox/one_shot.hpp>
+
+namespace delegate::sandbox {
+namespace {
+std::atomic<bool> g_pool_disabled{false};
+}  // namespace
+
+void disable_netns_pool() { g_pool_disabled.store(true); }
+
+}  // namespace delegate::sandbox
 
 namespace delegate::sandbox::detail {
-namespace {
-
-
-}  // namespace
 
 NetnsPool& NetnsPool::instance() {
   static NetnsPool pool;
@@ -26,6 +33,10 @@ NetnsPool& NetnsPool::instance() {
 NetnsPool::NetnsPool() : home_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
   if (!home_) {
     broken_ = true;
+    return;
+  }
+  if (g_pool_disabled.load()) {
+    broken_ = true;  // take() says "none ready": the launch creates its own
     return;
   }
   worker_ = std::jthread([this](std::stop_token stop) { refill(stop); });

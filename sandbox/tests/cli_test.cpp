@@ -1,5 +1,6 @@
 // sandbox_run_main, run in a forked child so its exit status and output can be checked.
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -196,6 +197,60 @@ TEST(SandboxRunCli, Help) {
   const auto r = run_cli({"--help"});
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("usage: sandbox-run"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace delegate::sandbox
+
+namespace delegate::sandbox {
+namespace {
+
+std::size_t thread_count(pid_t pid) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    ++n;
+  }
+  return n;
+}
+
+// One launch, then exit: the CLI keeps no pool of network namespaces (whose thread would
+// make namespaces it never uses, on the only launch's path). Seen while the step runs:
+// the CLI is one thread.
+TEST(SandboxRunCli, OneLaunchStartsNoNetnsPool) {
+  const auto dir = std::filesystem::path("/var/tmp") / ("delegate-cli-pool-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms::all);
+  const std::string fifo = (dir / "go").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::filesystem::permissions(fifo, std::filesystem::perms::all);  // the step runs as nobody
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    std::vector<std::string> args = {"sandbox-run", "--", "sh", "-c", "echo ready; read x < " + fifo + "; echo $x"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::_exit(sandbox_run_main(static_cast<int>(args.size()), argv.data()));
+  }
+  ::close(out[1]);
+  std::string got;
+  char c = 0;
+  while (got != "ready\n" && ::read(out[0], &c, 1) == 1) got += c;
+  ASSERT_EQ(got, "ready\n");
+  EXPECT_EQ(thread_count(pid), 1u);
+  {
+    std::ofstream(fifo) << "go\n";
+  }
+  EXPECT_EQ(read_all(out[0]), "go\n");
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
