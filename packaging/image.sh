@@ -62,7 +62,12 @@ stage() {
   # libcurl is loaded on the first HTTP call (dlopen), so ldd of the binaries does not
   # list it: add it and what it needs.
   local curl
-  curl="$(ldconfig -p | awk '$1 == "libcurl.so.4" && $NF ~ /^\// {print $NF; exit}')"
+  # The copy in the directory the binaries' own libc comes from: a multiarch host lists
+  # other architectures' copies too.
+  local libdir
+  libdir="$(dirname "$(ldd "$BUILD/agent/delegate-agent" | awk '$1 == "libc.so.6" {print $3}')")"
+  curl="$libdir/libcurl.so.4"
+  [ -f "$curl" ] || curl=""
   [ -n "$curl" ] || { echo "image: libcurl.so.4 not found on this host" >&2; exit 1; }
   libs+=("$curl")
   mapfile -t -O "${#libs[@]}" libs < <(ldd "$curl" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')

@@ -33,6 +33,12 @@ constexpr const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's libcurl drags GnuTLS in (through librtmp and libldap, never used: every
+  // handle is https over OpenSSL), and GnuTLS's library constructor initialises it
+  // unless this is set: set here, before any thread could read the environment, for
+  // whatever command loads libcurl later (connectors/src/curl_loader.cpp). Steps get a
+  // clean environment, so they never see it.
+  (void)::setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0);
   if (argc < 2) {
     std::cerr << kUsage;
     return 2;

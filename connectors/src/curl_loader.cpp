@@ -59,16 +59,12 @@ const Api& api() {
   std::call_once(once, [] {
     // Debian's libcurl maps GnuTLS only through librtmp and libldap, protocols the
     // project never enables (every handle is CURLOPT_PROTOCOLS_STR "https", over
-    // OpenSSL). GnuTLS's library constructor initialises it anyway (priorities,
-    // p11-kit, its crypto backend): about 0.6 MiB of the agent's resident memory and
-    // start-up time, for nothing. GNUTLS_NO_IMPLICIT_INIT, read by that constructor,
-    // skips it; it is set only around this dlopen, so no program the agent starts
-    // inherits it. (The daemon loads libcurl at start, before its first thread; glibc's
-    // setenv never frees an environment a concurrent getenv could still be reading.)
-    const bool set_env = ::getenv("GNUTLS_NO_IMPLICIT_INIT") == nullptr;
-    if (set_env) ::setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0);
+    // OpenSSL). GnuTLS's library constructor initialises it anyway unless
+    // GNUTLS_NO_IMPLICIT_INIT is set: delegate-agent's main() sets it before its first
+    // thread (about 0.6 MiB of resident memory and start-up time saved). It is not set
+    // here: changing the environment while other threads may read it is a data race
+    // (glibc before 2.40 frees and shifts environment arrays in setenv/unsetenv).
     void* lib = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
-    if (set_env) ::unsetenv("GNUTLS_NO_IMPLICIT_INIT");
     if (lib == nullptr) {
       const char* why = ::dlerror();
       delegate::log::error("http", std::string("cannot load ") + kSoname + ": " + (why ? why : "unknown error"));
@@ -85,7 +81,9 @@ const Api& api() {
                      bind(lib, "curl_url_set", a.url_set) && bind(lib, "curl_free", a.free) &&
                      bind(lib, "curl_getdate", a.getdate);
     if (!all) {
-      delegate::log::error("http", std::string(kSoname) + " lacks a function delegate needs: " + ::dlerror());
+      const char* why = ::dlerror();
+      delegate::log::error("http", std::string(kSoname) + " lacks a function delegate needs: " +
+                                       (why != nullptr ? why : "unknown symbol"));
       return;
     }
     a.init_result = a.global_init(CURL_GLOBAL_DEFAULT);

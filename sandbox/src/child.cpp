@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace delegate::sandbox::detail {
 namespace {
@@ -89,6 +91,9 @@ void reset_signal_handlers() noexcept {
   }
 
   if (const int e = drop_privileges(plan.creds); e != 0) die(plan, ChildStage::credentials, e);
+  // A credential change resets the dumpable flag of this memory, which the vfork-style
+  // start shares with the init until execve (execve sets the step's own afresh).
+  (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   // After the drop: the directory must be usable by the step user itself.
   if (::chdir(plan.workdir) != 0) die(plan, ChildStage::chdir, errno);
 
@@ -137,7 +142,11 @@ pid_t start_step(const ChildPlan& plan) noexcept {
   if (plan.step_stack != nullptr) {
     // The stack grows down on every architecture this builds for.
     char* top = plan.step_stack + plan.step_stack_size;
-    return ::clone(step_entry, top, CLONE_VM | CLONE_VFORK | SIGCHLD, const_cast<ChildPlan*>(&plan));
+    const pid_t pid = ::clone(step_entry, top, CLONE_VM | CLONE_VFORK | SIGCHLD, const_cast<ChildPlan*>(&plan));
+    // The step's credential change reset the shared memory's dumpable flag (to
+    // fs.suid_dumpable, 0 where this start is taken): the init's stays off whatever.
+    (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return pid;
   }
 #endif
   // _Fork, not fork: no atfork handlers, which could block on locks another agent
@@ -224,14 +233,45 @@ void child_main(const ChildPlan& plan) noexcept {
   run_init(plan, step);
 }
 
-std::size_t step_stack_bytes() noexcept {
+bool vfork_start_safe(std::string_view suid_dumpable) noexcept {
+  // Only "0" (the default): "1" leaves the window open, "2" the core file.
+  return suid_dumpable == "0" || suid_dumpable == "0\n";
+}
+
+StepStack step_start_stack() noexcept {
 #if DELEGATE_STEP_VFORK
-  // exec_step needs a few KiB (its frames, the seccomp program header it builds on the
-  // stack); ample room, and small enough for malloc to serve from the heap rather than
-  // with an mmap and munmap per launch.
-  return 64 * 1024;
+  // While the step shares the init's memory (until execve), its own credential change
+  // resets that memory's dumpable flag to fs.suid_dumpable. With "1", a host process
+  // of the step's uid could attach to the step in that window and write into the
+  // init's memory; with "2", a crash of the init could dump the agent's memory. So the
+  // shared start is taken only where the setting is 0, read on every launch (it can
+  // change at run time); anywhere else the step is forked.
+  char buf[8] = {};
+  const int fd = ::open("/proc/sys/fs/suid_dumpable", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0 || !vfork_start_safe(std::string_view(buf, static_cast<std::size_t>(n)))) return {};
+  // One stack for every launch, mapped once with an inaccessible guard page below it,
+  // so that an overflow faults instead of writing over the init's heap. The agent never
+  // writes it: each init has its own copy-on-write copy, so concurrent launches share
+  // the mapping safely. exec_step needs a few KiB (its frames, the seccomp program
+  // header it builds on the stack).
+  static constexpr std::size_t kGuard = 4096, kSize = 64 * 1024;
+  static char* const base = [] {
+    void* m = ::mmap(nullptr, kGuard + kSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return static_cast<char*>(nullptr);
+    char* p = static_cast<char*>(m);
+    if (::mprotect(p + kGuard, kSize, PROT_READ | PROT_WRITE) != 0) {
+      ::munmap(m, kGuard + kSize);
+      return static_cast<char*>(nullptr);
+    }
+    return p + kGuard;
+  }();
+  if (base == nullptr) return {};
+  return {base, kSize};
 #else
-  return 0;
+  return {};
 #endif
 }
 

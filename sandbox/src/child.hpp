@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cstddef>
+#include <string_view>
 
 #include <delegate/sandbox/seccomp.hpp>
 
@@ -86,9 +87,17 @@ struct ChildPlan {
   std::size_t step_stack_size = 0;
 };
 
-// Bytes of the stack the parent prepares for the step's vfork-style start; 0 where
-// that start is not used (sanitizer builds), and then the plan carries no stack.
-[[nodiscard]] std::size_t step_stack_bytes() noexcept;
+// The stack for the step's vfork-style start (start_step in child.cpp): one mapping
+// with a guard page, made once per process. Empty where that start is not used: a
+// sanitizer build, or fs.suid_dumpable other than 0 (see vfork_start_safe); then the
+// plan carries no stack and the step is forked.
+struct StepStack {
+  char* base = nullptr;
+  std::size_t size = 0;
+};
+[[nodiscard]] StepStack step_start_stack() noexcept;
+// Whether the content of /proc/sys/fs/suid_dumpable allows the shared start.
+[[nodiscard]] bool vfork_start_safe(std::string_view suid_dumpable) noexcept;
 
 [[noreturn]] void child_main(const ChildPlan& plan) noexcept;
 

@@ -179,13 +179,12 @@ Result<Outcome> run_impl(const Spec& spec, const SeccompProgram& filter, const O
   plan.loopback_up = iso->net_ns;
   plan.mounts = mounts ? &*mounts : nullptr;
   plan.creds = CredPlan{iso->uid, iso->gid, host.is_root, host.is_root || iso->user_ns};
-  // The init starts the step on this stack (child.cpp, start_step): allocated here,
+  // The init starts the step on this stack (child.cpp, start_step), decided here,
   // before the clone, like everything else the child uses.
-  std::unique_ptr<char[]> step_stack;
-  if (plan.init && step_stack_bytes() > 0) {
-    step_stack.reset(new char[step_stack_bytes()]);
-    plan.step_stack = step_stack.get();
-    plan.step_stack_size = step_stack_bytes();
+  if (plan.init) {
+    const StepStack stack = step_start_stack();
+    plan.step_stack = stack.base;
+    plan.step_stack_size = stack.size;
   }
 
   // A network namespace made ahead of time keeps its creation off this path; the child

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -497,10 +498,17 @@ TEST(StepStart, VforkStyleExceptUnderAddressSanitizer) {
   asan = true;
 #endif
 #endif
+  const detail::StepStack stack = detail::step_start_stack();
   if (asan) {
-    EXPECT_EQ(detail::step_stack_bytes(), 0u);
+    EXPECT_EQ(stack.base, nullptr);
   } else {
-    EXPECT_GE(detail::step_stack_bytes(), 16u * 1024);
+    std::ifstream f("/proc/sys/fs/suid_dumpable");
+    std::string setting;
+    std::getline(f, setting);
+    EXPECT_EQ(stack.base != nullptr, setting == "0") << "fs.suid_dumpable=" << setting;
+    if (stack.base != nullptr) {
+      EXPECT_GE(stack.size, 16u * 1024);
+    }
   }
   if (!host_support().user_ns && !host_support().other_ns) GTEST_SKIP() << "no namespaces on this host";
   for (int code : {0, 1, 42, 255}) {
@@ -510,6 +518,35 @@ TEST(StepStart, VforkStyleExceptUnderAddressSanitizer) {
     EXPECT_EQ(c.outcome.exit_code, code);
     EXPECT_EQ(c.out, "started\n");
   }
+}
+
+// With fs.suid_dumpable 1, the step's setresuid would make the memory it shares with
+// the init ptrace-able by any host process of the step's uid until execve; with 2, a
+// crash of the init would dump the agent's memory. Only 0 allows the shared start.
+TEST(StepStart, SharedStartOnlyWhereCredentialChangesLeaveMemoryUndumpable) {
+  EXPECT_TRUE(detail::vfork_start_safe("0\n"));
+  EXPECT_TRUE(detail::vfork_start_safe("0"));
+  EXPECT_FALSE(detail::vfork_start_safe("1\n"));
+  EXPECT_FALSE(detail::vfork_start_safe("2\n"));
+  EXPECT_FALSE(detail::vfork_start_safe(""));
+  EXPECT_FALSE(detail::vfork_start_safe("00"));
+}
+
+// An overflow of the start stack must fault, not write over the init's heap: the page
+// below the stack is inaccessible.
+TEST(StepStart, TheStartStackHasAGuardPage) {
+  const detail::StepStack stack = detail::step_start_stack();
+  if (stack.base == nullptr) GTEST_SKIP() << "no shared start here (sanitizer build or fs.suid_dumpable != 0)";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::signal(SIGSEGV, SIG_DFL);
+    *(stack.base - 1) = 1;  // must fault
+    ::_exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV) << st;
 }
 
 }  // namespace
