@@ -14,6 +14,7 @@ int main() {
   delegate::bench::mask_rows(t);
   delegate::bench::dispatch_rows(t);
   delegate::bench::launch_rows(t);
+  delegate::bench::system_rows(t);
   std::printf("\n");
   const int missed = t.print();
   std::printf("\n%d target(s) missed\n", missed);

@@ -14,5 +14,7 @@ void mask_rows(Table& t);
 void dispatch_rows(Table& t);
 // Sandboxed launches of /bin/true in process, against posix_spawn and bubblewrap.
 void launch_rows(Table& t);
+// The control plane and an agent as processes: dispatch latency, jobs/s, agent RSS, ingest.
+void system_rows(Table& t);
 
 }  // namespace delegate::bench
