@@ -10,11 +10,11 @@ namespace delegate::controlplane {
 namespace asio = boost::asio;
 
 namespace {
-// How many turns of the I/O queue a batch stays open after it began. A job submitted to
-// a parked long poll wakes that poll through the queue: one turn lets the lease join the
-// submission's transaction (one fsync for both), the second is margin for a resumption
-// that takes two hops. A turn costs microseconds, an fsync milliseconds.
-constexpr int kTurns = 2;
+// The latest a batch is committed when the I/O thread never runs out of ready work: after
+// this many turns of its queue. A job submitted to a parked long poll wakes that poll
+// through the queue, so the lease joins the submission's transaction (one fsync for
+// both). A turn costs microseconds, an fsync milliseconds.
+constexpr int kTurns = 64;
 }  // namespace
 
 struct GroupCommit::Batch {
@@ -40,11 +40,20 @@ void GroupCommit::join(Ticket& ticket) {
 }
 
 void GroupCommit::step(const std::shared_ptr<Batch>& batch) {
+  if (batch->done) return;  // committed by commit_now()
   if (batch->turns < kTurns) {
     ++batch->turns;
     asio::post(ioc_, [this, batch] { step(batch); });
     return;
   }
+  commit(batch);
+}
+
+void GroupCommit::commit_now() {
+  if (open_) commit(open_);
+}
+
+void GroupCommit::commit(std::shared_ptr<Batch> batch) {  // a copy: open_ is reset below
   open_.reset();
   auto r = store_.commit_batch();
   if (!r) log::error("controlplane", "group commit failed, its requests are answered 500: " + r.error().message);

@@ -1,8 +1,9 @@
 #pragma once
 // Group commit for the control plane's one I/O thread (docs/architecture.md, "Group
 // commit"). Every write a request makes joins the batch that is open at that moment: one
-// SQLite transaction, committed (one fsync, synchronous=FULL) after the handlers already
-// queued on the I/O thread have had their turn. A request's answer is written only once
+// SQLite transaction, committed (one fsync, synchronous=FULL) when the I/O thread has
+// nothing else ready to run (the server's loop calls commit_now()), or at the latest
+// after a bounded number of turns of its queue. A request's answer is written only once
 // every batch it joined is committed; if a commit fails, everything in that batch was
 // rolled back and each of its requests is answered 500, so nothing is acknowledged that
 // is not on disk.
@@ -40,11 +41,16 @@ class GroupCommit {
   // Suspends until every batch the ticket joined is committed. False if one of them
   // failed to commit (its writes are gone).
   boost::asio::awaitable<bool> durable(Ticket& ticket);
+  // Commits the open batch, if any. The server calls it whenever its I/O thread has run
+  // out of ready work, so that everything that arrived during the last fsync shares the
+  // next one.
+  void commit_now();
   // Transactions committed so far (each one fsync).
   [[nodiscard]] std::uint64_t commits() const { return commits_; }
 
  private:
   void step(const std::shared_ptr<Batch>& batch);
+  void commit(std::shared_ptr<Batch> batch);
 
   boost::asio::io_context& ioc_;
   Store& store_;

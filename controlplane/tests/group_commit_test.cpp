@@ -78,7 +78,8 @@ TEST_F(GroupCommitTest, RequestsHandledWhileABatchIsOpenShareItsOneCommit) {
   GroupCommit::Ticket a, b, c;
   int answered = 0;
   auto answer = [&](GroupCommit::Ticket& t) -> asio::awaitable<void> {
-    EXPECT_TRUE(co_await gc.durable(t));
+    const bool ok = co_await gc.durable(t);
+    EXPECT_TRUE(ok);
     EXPECT_EQ(committed_jobs(), 3);
     ++answered;
   };
@@ -111,7 +112,8 @@ TEST_F(GroupCommitTest, ARequestThatJoinsALaterBatchWaitsForThatOneToo) {
     while (gc.commits() < 1) co_await asio::post(ioc_, asio::use_awaitable);
     gc.join(poll);
     new_job();
-    EXPECT_TRUE(co_await gc.durable(poll));
+    const bool ok = co_await gc.durable(poll);
+    EXPECT_TRUE(ok);
     EXPECT_EQ(committed_jobs(), 1);
     answered = true;
   }, asio::detached);
@@ -154,7 +156,9 @@ TEST_F(GroupCommitTest, ARefusedRequestInABatchUndoesOnlyItsOwnWrites) {
   EXPECT_EQ(refused->status, IngestResult::Status::invalid);
   bool committed = false;
   asio::co_spawn(ioc_, [&]() -> asio::awaitable<void> {
-    committed = co_await gc.durable(good) && co_await gc.durable(bad);
+    const bool first = co_await gc.durable(good);
+    const bool second = co_await gc.durable(bad);
+    committed = first && second;
   }, asio::detached);
   ioc_.run();
   EXPECT_TRUE(committed);
