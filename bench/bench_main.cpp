@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   if (want("dispatch")) delegate::bench::dispatch_rows(t);
   if (want("launch")) delegate::bench::launch_rows(t);
   if (want("footprint")) delegate::bench::footprint_rows(t);
+  if (want("system")) delegate::bench::system_rows(t);
   std::printf("\n");
   const int missed = t.print();
   std::printf("\n%d target(s) missed\n", missed);

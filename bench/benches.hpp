@@ -16,5 +16,7 @@ void dispatch_rows(Table& t);
 void launch_rows(Table& t);
 // Whole processes: `delegate-agent sandbox-run -- /bin/true` against bubblewrap's.
 void footprint_rows(Table& t);
+// The control plane and an agent as processes: dispatch latency, jobs/s, agent RSS, ingest.
+void system_rows(Table& t);
 
 }  // namespace delegate::bench

@@ -1,6 +1,9 @@
 #include <delegate/agent/uploader.hpp>
 
+#include <functional>
 #include <limits>
+#include <thread>
+#include <vector>
 
 #include <delegate/agent/backoff.hpp>
 #include <delegate/agent/metrics.hpp>
@@ -148,6 +151,18 @@ Uploader::Outcome Uploader::send_batch(CpClient& client, const StreamInfo& strea
 }
 
 void Uploader::run(std::stop_token stop) {
+  // Streams are spread over a few lanes, each with its own connection: the control plane
+  // commits the batches that arrive together in one transaction (one fsync), so uploads
+  // of different jobs in flight at once share it instead of queueing one behind the
+  // other. A stream always belongs to the same lane, so its records still go in order.
+  std::vector<std::jthread> lanes;
+  for (std::size_t i = 1; i < kLanes; ++i) lanes.emplace_back([this, stop, i] { lane(stop, i); });
+  lane(stop, 0);
+}
+
+std::size_t Uploader::lane_of(const StreamKey& key) { return std::hash<std::string>{}(key.job) % kLanes; }
+
+void Uploader::lane(std::stop_token stop, std::size_t index) {
   CpClient client(options_, &abort_);
   Backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(30), seed());
   std::stop_callback on_stop(stop, [this] { spool_.wake(); });
@@ -157,6 +172,7 @@ void Uploader::run(std::stop_token stop) {
   };
   for (;;) {
     auto ready = spool_.pending();
+    std::erase_if(ready, [&](const StreamInfo& s) { return lane_of(s.key) != index; });
     if (ready.empty()) {
       if (auto r = spool_.flush_meta(); !r) log::warn("agent", "spool metadata: " + r.error().message);
       if (stop.stop_requested()) return;

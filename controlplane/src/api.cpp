@@ -284,7 +284,7 @@ asio::awaitable<Response> Api::handle(const Request& req, Peer& peer) {
       if (parts[2] != (*agent)->id) co_return error_response(http::status::forbidden, "token belongs to another agent");
       if (n == 4 && parts[3] == "records") co_return agent_stream_records(req, **agent);
       if (n == 4) co_return heartbeat(req, **agent);
-      co_return co_await acquire(req, **agent, peer.fd);
+      co_return co_await acquire(req, **agent, peer);
     }
     if (parts[3] == "records") co_return records(req, **agent, parts[2]);
     co_return complete(req, **agent, parts[2]);
@@ -411,7 +411,8 @@ Response Api::heartbeat(const Request& req, const AgentRow& agent) {
   return json_response(http::status::ok, Json{{"cancel", *cancel}});
 }
 
-asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent, int client_fd) {
+asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent, const Peer& peer) {
+  const int client_fd = peer.fd;
   auto body = body_object(req);
   if (!body) co_return error_response(http::status::bad_request, body.error().message);
   if (auto r = only_members(*body, {"capacity", "wait_s"}); !r) {
@@ -456,6 +457,9 @@ asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     cp_metrics().parked(-1);
     waiters_.erase(it);
+    // Woken (a job was queued, often by a submission whose batch is still open: the lease
+    // then commits with it, in one fsync) or timed out: what follows writes.
+    if (group_ && peer.ticket) group_->join(*peer.ticket);
   }
   Response res{http::status::no_content, req.version()};
   res.prepare_payload();

@@ -14,6 +14,7 @@
 #include <delegate/controlplane/store.hpp>
 
 #include "dev_issuer.hpp"
+#include "group_commit.hpp"
 
 namespace delegate::controlplane {
 
@@ -30,6 +31,9 @@ struct Peer {
   // Set by the API once a request on this connection authenticated (agent, admin or a
   // successful registration): it then gets the longer keep-alive deadlines.
   bool authenticated = false;
+  // The request's group-commit ticket (server.cpp); a long poll joins a later batch with
+  // it when it wakes up to lease a job.
+  GroupCommit::Ticket* ticket = nullptr;
 };
 
 Response json_response(http::status status, const Json& body, unsigned version = 11);
@@ -37,8 +41,8 @@ Response error_response(http::status status, const std::string& message, unsigne
 
 class Api {
  public:
-  Api(Store& store, const ServerConfig& config, const DevIssuer* dev_issuer = nullptr)
-      : store_(store), config_(config), dev_issuer_(dev_issuer) {}
+  Api(Store& store, const ServerConfig& config, const DevIssuer* dev_issuer = nullptr, GroupCommit* group = nullptr)
+      : store_(store), config_(config), dev_issuer_(dev_issuer), group_(group) {}
 
   // peer.fd is used only to notice a long-polling client that went away before a job is
   // leased to it.
@@ -51,7 +55,7 @@ class Api {
   void grant_restart_grace();
 
  private:
-  boost::asio::awaitable<Response> acquire(const Request& req, const AgentRow& agent, int client_fd);
+  boost::asio::awaitable<Response> acquire(const Request& req, const AgentRow& agent, const Peer& peer);
   Response register_agent(const Request& req, const Peer& peer);
   Response heartbeat(const Request& req, const AgentRow& agent);
   Response records(const Request& req, const AgentRow& agent, const std::string& job_id);
@@ -84,6 +88,7 @@ class Api {
   Store& store_;
   const ServerConfig& config_;
   const DevIssuer* dev_issuer_;
+  GroupCommit* group_;
   std::list<boost::asio::steady_timer*> waiters_;
 };
 

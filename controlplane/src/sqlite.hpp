@@ -75,24 +75,36 @@ class Stmt {
   return {};
 }
 
-// BEGIN IMMEDIATE ... COMMIT, rolled back unless commit() succeeded.
+// BEGIN IMMEDIATE ... COMMIT, rolled back unless commit() succeeded. Inside a group
+// commit's open batch (group_commit.hpp) it is a savepoint of that batch instead: a
+// failed request undoes only its own writes, and its "commit" becomes durable with the
+// batch, before any answer is written.
 class Transaction {
  public:
-  explicit Transaction(sqlite3* db) : db_(db) { began_ = exec(db, "BEGIN IMMEDIATE").has_value(); }
+  explicit Transaction(sqlite3* db) : db_(db), nested_(sqlite3_get_autocommit(db) == 0) {
+    began_ = exec(db, nested_ ? "SAVEPOINT request" : "BEGIN IMMEDIATE").has_value();
+  }
   ~Transaction() {
-    if (began_ && !done_) (void)exec(db_, "ROLLBACK");
+    if (!began_ || done_) return;
+    if (nested_) {
+      (void)exec(db_, "ROLLBACK TO request");
+      (void)exec(db_, "RELEASE request");
+    } else {
+      (void)exec(db_, "ROLLBACK");
+    }
   }
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
   [[nodiscard]] bool began() const { return began_; }
   [[nodiscard]] Result<void> commit() {
-    auto r = exec(db_, "COMMIT");
+    auto r = exec(db_, nested_ ? "RELEASE request" : "COMMIT");
     if (r) done_ = true;
     return r;
   }
 
  private:
   sqlite3* db_;
+  bool nested_;
   bool began_ = false;
   bool done_ = false;
 };

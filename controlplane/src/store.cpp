@@ -191,6 +191,17 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) {
 
 Store::~Store() { sqlite3_close(db_); }
 
+Result<void> Store::begin_batch() { return sql::exec(db_, "BEGIN IMMEDIATE"); }
+
+Result<void> Store::commit_batch() {
+  // A statement error can make SQLite roll the transaction back by itself; then there is
+  // nothing to commit and the batch's writes are gone.
+  if (sqlite3_get_autocommit(db_) != 0) return fail(Errc::io, "the batch's transaction was rolled back");
+  auto r = sql::exec(db_, "COMMIT");
+  if (!r && sqlite3_get_autocommit(db_) == 0) (void)sql::exec(db_, "ROLLBACK");
+  return r;
+}
+
 Result<AgentRow> Store::register_agent(const AgentRow& p, const std::string& token_hash, std::int64_t now_ms) {
   sql::Transaction tx(db_);
   if (!tx.began()) return fail(Errc::io, "cannot begin transaction");

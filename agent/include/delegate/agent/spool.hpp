@@ -70,7 +70,11 @@ struct SpoolOptions {
   SpoolKey key;
   std::uint64_t max_bytes = 256ull << 20;        // quota over all live segments
   std::uint64_t segment_bytes = 0;               // roll size; 0 = derived from max_bytes
-  std::chrono::milliseconds commit_window{2};    // how long a batch may wait for company
+  // How long a batch may wait for company. 0 by default: the appends that arrive while a
+  // batch is being written form the next batch anyway (the fdatasync is the wait), and a
+  // lone appender (a job being dispatched to an idle agent) should not pay for company
+  // that is not coming.
+  std::chrono::milliseconds commit_window{0};
   std::size_t commit_max_records = 512;
 };
 

@@ -52,6 +52,10 @@ class Uploader final : public RecordSink {
 
  private:
   enum class Outcome { progress, transient, refused };
+  // Concurrent upload connections (run()'s thread and kLanes - 1 more).
+  static constexpr std::size_t kLanes = 4;
+  static std::size_t lane_of(const StreamKey& key);
+  void lane(std::stop_token stop, std::size_t index);
   Outcome send_batch(CpClient& client, const StreamInfo& stream);
 
   Session& session_;

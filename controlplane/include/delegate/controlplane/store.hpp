@@ -103,6 +103,12 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
+  // Group commit (the server's GroupCommit): one transaction that the writes of several
+  // requests join, each request's own transaction a savepoint inside it. commit_batch
+  // returns once the batch is on disk (synchronous=FULL); on failure it is rolled back.
+  [[nodiscard]] Result<void> begin_batch();
+  [[nodiscard]] Result<void> commit_batch();
+
   // Same public key again -> same agent id, name, hostname and tags (the proposed ones
   // are ignored); the token hash is replaced (the old agent token stops working). The
   // caller has checked that the registrant holds the key.
