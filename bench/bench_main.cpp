@@ -11,6 +11,8 @@ int main() {
   delegate::agent::global_http_init();
   delegate::bench::Table t;
   delegate::bench::seal_rows(t);
+  delegate::bench::token_rows(t);
+  delegate::bench::pipeline_rows(t);
   delegate::bench::mask_rows(t);
   delegate::bench::dispatch_rows(t);
   delegate::bench::launch_rows(t);

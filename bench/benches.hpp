@@ -14,5 +14,8 @@ void mask_rows(Table& t);
 void dispatch_rows(Table& t);
 // Sandboxed launches of /bin/true in process, against posix_spawn and bubblewrap.
 void launch_rows(Table& t);
+// OAuth token verification (full per-job path) and the audit pipeline of step output.
+void token_rows(Table& t);
+void pipeline_rows(Table& t);
 
 }  // namespace delegate::bench
