@@ -1,6 +1,7 @@
 #include <delegate/audit/jcs.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -66,7 +67,12 @@ Result<std::u16string> to_utf16(std::string_view s) {
   return out;
 }
 
-constexpr bool is_verbatim_ascii(unsigned char b) { return b >= 0x20 && b <= 0x7f && b != '"' && b != '\\'; }
+constexpr std::array<bool, 256> kVerbatimAscii = [] {
+  std::array<bool, 256> t{};
+  for (int b = 0x20; b <= 0x7f; ++b) t[static_cast<std::size_t>(b)] = b != '"' && b != '\\';
+  return t;
+}();
+constexpr bool is_verbatim_ascii(unsigned char b) { return kVerbatimAscii[b]; }
 
 Result<void> append_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
