@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   delegate::agent::global_http_init();
   delegate::bench::Table t;
   if (want("seal")) delegate::bench::seal_rows(t);
+  if (want("token")) delegate::bench::token_rows(t);
+  if (want("pipeline")) delegate::bench::pipeline_rows(t);
   if (want("mask")) delegate::bench::mask_rows(t);
   if (want("dispatch")) delegate::bench::dispatch_rows(t);
   if (want("launch")) delegate::bench::launch_rows(t);

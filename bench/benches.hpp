@@ -18,5 +18,8 @@ void launch_rows(Table& t);
 void footprint_rows(Table& t);
 // The control plane and an agent as processes: dispatch latency, jobs/s, agent RSS, ingest.
 void system_rows(Table& t);
+// OAuth token verification (full per-job path) and the audit pipeline of step output.
+void token_rows(Table& t);
+void pipeline_rows(Table& t);
 
 }  // namespace delegate::bench

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include <delegate/agent/metrics.hpp>
+#include <delegate/agent/recorder.hpp>
 #include <delegate/audit/chain.hpp>
 #include <delegate/common/encoding.hpp>
 #include <delegate/common/log.hpp>
@@ -39,64 +40,6 @@ std::string_view credential_type(policies::CredentialType t) {
   return "none";
 }
 
-// Appends to the chain and hands the record to the sink. The job may only go on while
-// its log is faithful: a record whose data cannot be canonicalised (e.g. an integer
-// beyond 2^53 in hostile params) is replaced by one that says so, so the event and the
-// chain stay intact, but the recorder is then failed and the job stops before anything
-// else runs. A record that cannot be spooled fails it too (and later records are not
-// even attempted: the chain would have a hole).
-// Thread-safe: the egress proxy records net.connect from its own threads while the
-// step's output is recorded on the launching thread.
-class Recorder {
- public:
-  Recorder(const RunnerDeps& deps, const std::string& job)
-      : writer_(deps.key, deps.clock, deps.agent_id, job), sink_(deps.sink) {}
-
-  // False once any record could not be created faithfully or spooled.
-  bool add(audit::Kind kind, Json data) {
-    std::lock_guard lock(mu_);
-    if (spool_broken_) return false;
-    auto rec = writer_.append(kind, std::move(data));
-    if (!rec) {
-      fail("audit record " + std::string(audit::to_string(kind)) + " is unrepresentable: " + rec.error().message);
-      rec = writer_.append(kind, Json{{"unrepresentable", true}, {"error", rec.error().message}});
-    }
-    if (!rec) {
-      // Only reachable if signing itself is broken, which aborts inside sign().
-      log::error("agent", "cannot create audit record: " + rec.error().message);
-      spool_broken_ = true;
-      fail("cannot create audit record");
-      return false;
-    }
-    if (auto r = sink_.append(*rec); !r) {
-      // The spool is closing or broken: the job's log is incomplete from here on, and
-      // replay at the next start closes it.
-      log::error("agent", "cannot spool audit record of job " + rec->job + ": " + r.error().message);
-      spool_broken_ = true;
-      fail("cannot spool audit record: " + r.error().message);
-    }
-    return failure_.empty();
-  }
-  [[nodiscard]] bool ok() const {
-    std::lock_guard lock(mu_);
-    return failure_.empty();
-  }
-  // The rest is read on the job's thread once no step (and so no proxy) runs.
-  [[nodiscard]] const std::string& failure() const { return failure_; }
-  [[nodiscard]] std::uint64_t count() const { return writer_.next_seq(); }
-  [[nodiscard]] const std::string& last_hash() const { return writer_.last_hash(); }
-
- private:
-  void fail(std::string why) {
-    if (failure_.empty()) failure_ = std::move(why);
-  }
-  audit::ChainWriter writer_;
-  RecordSink& sink_;
-  std::string failure_;
-  bool spool_broken_ = false;
-  mutable std::mutex mu_;
-};
-
 // The values of the secrets `step` references, each added to the job's masker before
 // the step can print it; `received` lists them by name and fingerprint for step.start.
 // Fails closed, naming the secret and never its value.
@@ -131,7 +74,7 @@ Result<std::shared_ptr<const sandbox::SeccompProgram>> FilterCache::get(const st
 }
 
 JobResult run_job(const Json& raw_job, const policies::Job& job, const RunnerDeps& deps, JobControl& control) {
-  Recorder rec(deps, job.id);
+  JobRecorder rec(deps.key, deps.clock, deps.agent_id, job.id, deps.sink);
   const auto started = std::chrono::steady_clock::now();
 
   rec.add(audit::Kind::job_received, Json{{"digest", policies::job_digest(raw_job)},

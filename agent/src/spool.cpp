@@ -312,6 +312,20 @@ void Spool::close() {
 }
 
 Result<void> Spool::append(const audit::Record& record) {
+  auto q = enqueue(record);
+  if (!q) return std::unexpected(q.error());
+  return q->wait();
+}
+
+Result<void> Spool::Queued::wait() {
+  auto& m = *spool_->impl_;
+  std::unique_lock lock(m.mu);
+  m.cv.wait(lock, [&] { return p_->done; });
+  if (p_->result) agent_metrics().records_spooled(1);
+  return p_->result;
+}
+
+Result<Spool::Queued> Spool::enqueue(const audit::Record& record) {
   auto& m = *impl_;
   auto p = std::make_shared<Pending>();
   p->key = {record.agent, record.job};
@@ -345,9 +359,7 @@ Result<void> Spool::append(const audit::Record& record) {
   m.queued_bytes += p->estimate;
   m.queue.push_back(p);
   m.cv.notify_all();
-  m.cv.wait(lock, [&] { return p->done; });
-  if (p->result) agent_metrics().records_spooled(1);
-  return p->result;
+  return Queued(*this, std::move(p));
 }
 
 Result<std::vector<std::string>> Spool::read(const StreamKey& stream, std::uint64_t from_seq, std::size_t max_records,

@@ -32,6 +32,12 @@ Uploader::Uploader(Session& session, ClientOptions options, Spool& spool)
 
 Result<void> Uploader::append(const audit::Record& record) { return spool_.append(record); }
 
+Result<RecordSink::Durable> Uploader::append_queued(const audit::Record& record) {
+  auto q = spool_.enqueue(record);
+  if (!q) return std::unexpected(q.error());
+  return Durable([q = std::move(*q)]() mutable { return q.wait(); });
+}
+
 bool Uploader::wait_acked(const StreamKey& stream, std::uint64_t last_seq, std::chrono::steady_clock::time_point deadline) {
   return spool_.wait_acked(stream, last_seq, deadline);
 }

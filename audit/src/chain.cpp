@@ -66,9 +66,9 @@ Result<Record> ChainWriter::append(Kind kind, Json data) {
   r.kind = kind;
   r.data = std::move(data);
   r.prev = prev_;
-  if (auto s = seal(r, key_); !s) return std::unexpected(s.error());
-
-  const std::size_t size = serialize(r).size();
+  auto sealed = seal_sized(r, key_);
+  if (!sealed) return std::unexpected(sealed.error());
+  const std::size_t size = *sealed;
   if (size > kMaxRecordBytes) {
     // Verifiers refuse such records; better to fail the write than emit an unverifiable log.
     return fail(Errc::too_large, "audit record of " + std::to_string(size) + " bytes exceeds " +

@@ -1,6 +1,7 @@
 #include <delegate/audit/jcs.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -66,11 +67,29 @@ Result<std::u16string> to_utf16(std::string_view s) {
   return out;
 }
 
+constexpr std::array<bool, 256> kVerbatimAscii = [] {
+  std::array<bool, 256> t{};
+  for (int b = 0x20; b <= 0x7f; ++b) t[static_cast<std::size_t>(b)] = b != '"' && b != '\\';
+  return t;
+}();
+constexpr bool is_verbatim_ascii(unsigned char b) { return kVerbatimAscii[b]; }
+
 Result<void> append_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
+  out.reserve(out.size() + s.size() + 2);
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
+    // Printable ASCII other than '"' and '\\' is its own canonical form: copied as one
+    // run (a base64 output record is nothing else), byte for byte what the per-code-point
+    // path below would append.
+    std::size_t run = i;
+    while (run < s.size() && is_verbatim_ascii(static_cast<unsigned char>(s[run]))) ++run;
+    if (run > i) {
+      out.append(s.substr(i, run - i));
+      i = run;
+      if (i == s.size()) break;
+    }
     const std::size_t start = i;
     char32_t cp;
     if (!next_code_point(s, i, cp)) return fail(Errc::invalid_argument, "string is not valid UTF-8");
@@ -212,7 +231,26 @@ Result<void> append_value(std::string& out, const Json& v, int depth) {
     }
     case Json::value_t::object: {
       // nlohmann keeps members in UTF-8 byte order, which equals code point order but
-      // not UTF-16 order (U+E000..U+FFFF sort after surrogate pairs in UTF-16).
+      // not UTF-16 order (U+E000..U+FFFF sort after surrogate pairs in UTF-16). With
+      // ASCII names only (every record and most data) the three orders agree, and the
+      // members are written as they are stored.
+      bool ascii_names = true;
+      for (auto it = v.cbegin(); it != v.cend() && ascii_names; ++it) {
+        for (char c : it.key()) ascii_names = ascii_names && static_cast<unsigned char>(c) < 0x80;
+      }
+      if (ascii_names) {
+        out.push_back('{');
+        bool first = true;
+        for (auto it = v.cbegin(); it != v.cend(); ++it) {
+          if (!first) out.push_back(',');
+          first = false;
+          if (auto r = append_string(out, it.key()); !r) return r;
+          out.push_back(':');
+          if (auto r = append_value(out, it.value(), depth + 1); !r) return r;
+        }
+        out.push_back('}');
+        return ok();
+      }
       std::vector<std::pair<std::u16string, Json::const_iterator>> members;
       members.reserve(v.size());
       for (auto it = v.cbegin(); it != v.cend(); ++it) {

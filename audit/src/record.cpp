@@ -180,25 +180,45 @@ Result<Record> parse_record(std::string_view line) {
   return record_from_json(*j);
 }
 
-Result<Sha256> compute_hash(const Record& r) {
+namespace {
+
+// The canonical form hashed: the record without "hash" and "sig".
+Result<std::string> hashed_text(const Record& r) {
   try {
     Json j = to_json(r);
     j.erase("hash");
     j.erase("sig");
-    auto text = canonicalize(j);
-    if (!text) return std::unexpected(text.error());
-    return sha256(*text);
+    return canonicalize(j);
   } catch (const std::exception& e) {
     return fail(Errc::internal, std::string("hashing record failed: ") + e.what());
   }
 }
 
-Result<void> seal(Record& r, const Ed25519PrivateKey& key) {
-  auto h = compute_hash(r);
-  if (!h) return std::unexpected(h.error());
-  const auto sig = key.sign(*h);
-  r.hash = hex_encode(*h);
+// `,"hash":"<64 hex>"` and `,"sig":"<86 base64url>"`: what serialize() adds to the
+// hashed form (each member with its comma; the form has other members on both sides).
+constexpr std::size_t kSealMembersBytes = (1 + 7 + 66) + (1 + 6 + 88);
+
+}  // namespace
+
+Result<Sha256> compute_hash(const Record& r) {
+  auto text = hashed_text(r);
+  if (!text) return std::unexpected(text.error());
+  return sha256(*text);
+}
+
+Result<std::size_t> seal_sized(Record& r, const Ed25519PrivateKey& key) {
+  auto text = hashed_text(r);
+  if (!text) return std::unexpected(text.error());
+  const Sha256 h = sha256(*text);
+  const auto sig = key.sign(h);
+  r.hash = hex_encode(h);
   r.sig = base64url_encode(sig);
+  return text->size() + kSealMembersBytes;
+}
+
+Result<void> seal(Record& r, const Ed25519PrivateKey& key) {
+  auto sized = seal_sized(r, key);
+  if (!sized) return std::unexpected(sized.error());
   return ok();
 }
 

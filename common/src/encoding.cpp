@@ -12,13 +12,17 @@ constexpr char kUrl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 std::string encode(std::span<const std::uint8_t> in, const char* alphabet, bool pad) {
   std::string out;
   out.reserve((in.size() + 2) / 3 * 4);
+  // Whole groups written into a sized buffer: output records are 16 KiB of this.
+  const std::size_t groups = in.size() / 3;
+  out.resize(groups * 4);
+  char* o = out.data();
   std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
+  for (; i + 3 <= in.size(); i += 3, o += 4) {
     std::uint32_t v = (in[i] << 16) | (in[i + 1] << 8) | in[i + 2];
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
+    o[0] = alphabet[(v >> 18) & 63];
+    o[1] = alphabet[(v >> 12) & 63];
+    o[2] = alphabet[(v >> 6) & 63];
+    o[3] = alphabet[v & 63];
   }
   const std::size_t rest = in.size() - i;
   if (rest == 1) {

@@ -137,10 +137,34 @@ Result<void> Masker::add(std::string_view secret) {
   }
   for (auto& f : forms) {
     if (f.empty() || std::find(patterns_.begin(), patterns_.end(), f) != patterns_.end()) continue;
+    // Cannot happen (every form of an 8-byte secret is longer), but find_all relies on it.
+    if (f.size() < 2) return fail(Errc::internal, "yields a form shorter than 2 bytes");
+  }
+  for (auto& f : forms) {
+    if (f.empty() || std::find(patterns_.begin(), patterns_.end(), f) != patterns_.end()) continue;
     longest_ = std::max(longest_, f.size());
+    const auto pair = static_cast<std::uint16_t>((static_cast<unsigned char>(f[0]) << 8) | static_cast<unsigned char>(f[1]));
+    first_pairs_[pair >> 6] |= std::uint64_t{1} << (pair & 63);
+    first_bytes_[pair >> 14] |= std::uint64_t{1} << ((pair >> 8) & 63);
+    by_pair_.emplace_back(pair, static_cast<std::uint32_t>(patterns_.size()));
     patterns_.push_back(std::move(f));
   }
+  std::sort(by_pair_.begin(), by_pair_.end());
   return ok();
+}
+
+bool Masker::could_continue(std::string_view tail) const {
+  const auto b0 = static_cast<unsigned char>(tail[0]);
+  const bool starts = (first_bytes_[b0 >> 6] >> (b0 & 63) & 1) != 0;
+  // Every pattern is at least 2 bytes long: one that starts with this byte is longer.
+  if (!starts || tail.size() == 1) return starts;
+  const auto pair = static_cast<std::uint16_t>((b0 << 8) | static_cast<unsigned char>(tail[1]));
+  auto it = std::lower_bound(by_pair_.begin(), by_pair_.end(), std::pair<std::uint16_t, std::uint32_t>{pair, 0});
+  for (; it != by_pair_.end() && it->first == pair; ++it) {
+    const std::string& p = patterns_[it->second];
+    if (p.size() > tail.size() && std::string_view(p).starts_with(tail)) return true;
+  }
+  return false;
 }
 
 std::string Masker::mask(std::string_view text) const {
@@ -176,11 +200,7 @@ std::string MaskingStream::process(bool final) {
   // start was already masked in the previous write.
   std::vector<Span> spans;
   if (carry_ > 0) spans.push_back({0, carry_});
-  for (const auto& p : patterns) {
-    for (std::size_t at = buf.find(p); at != std::string::npos; at = buf.find(p, at + 1)) {
-      spans.push_back({at, at + p.size()});
-    }
-  }
+  masker_.find_all(buf, [&](std::size_t begin, std::size_t end) { spans.push_back({begin, end}); });
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
   std::vector<Span> merged;
   for (const auto& s : spans) {
@@ -195,13 +215,10 @@ std::string MaskingStream::process(bool final) {
   std::size_t hold = size;
   if (!final) {
     const std::size_t longest = masker_.longest();
-    for (std::size_t i = size > longest - 1 ? size - (longest - 1) : 0; i < size && hold == size; ++i) {
-      const std::string_view tail(buf.data() + i, size - i);
-      for (const auto& p : patterns) {
-        if (p.size() > tail.size() && std::string_view(p).starts_with(tail)) {
-          hold = i;
-          break;
-        }
+    for (std::size_t i = size > longest - 1 ? size - (longest - 1) : 0; i < size; ++i) {
+      if (masker_.could_continue(std::string_view(buf.data() + i, size - i))) {
+        hold = i;
+        break;
       }
     }
   }

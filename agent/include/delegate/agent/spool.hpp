@@ -27,6 +27,10 @@
 
 namespace delegate::agent {
 
+namespace spool_detail {
+struct Pending;
+}
+
 // 32 raw bytes; wiped on destruction. Never logged.
 struct SpoolKey {
   std::array<std::uint8_t, 32> bytes{};
@@ -97,6 +101,24 @@ class Spool {
   // Durable when it returns. Blocks while the quota is exhausted. The record must be the
   // next in its stream (seq == next_seq).
   [[nodiscard]] Result<void> append(const audit::Record& record);
+
+  // A record handed to the writer by enqueue(), not yet known to be durable.
+  class Queued {
+   public:
+    // Returns once the record is durable, or failed (what append() would have returned).
+    [[nodiscard]] Result<void> wait();
+
+   private:
+    friend class Spool;
+    Queued(Spool& spool, std::shared_ptr<spool_detail::Pending> p) : spool_(&spool), p_(std::move(p)) {}
+    Spool* spool_;
+    std::shared_ptr<spool_detail::Pending> p_;
+  };
+  // append() without waiting for the commit: blocks only while the quota is exhausted.
+  // The writer commits a stream's records in the order they were queued, and nothing
+  // (read(), stream tails, acks) sees a record before its batch is fdatasync'd; so a
+  // producer may have several records of one stream in the same group commit.
+  [[nodiscard]] Result<Queued> enqueue(const audit::Record& record);
 
   // Serialized records of a stream from `from_seq` on, in order, bounded by count and bytes.
   [[nodiscard]] Result<std::vector<std::string>> read(const StreamKey& stream, std::uint64_t from_seq,

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <stop_token>
 #include <string>
@@ -28,6 +29,16 @@ class RecordSink {
  public:
   virtual ~RecordSink() = default;
   [[nodiscard]] virtual Result<void> append(const audit::Record& record) = 0;
+
+  // Waits until a record accepted by append_queued() is durable (or failed).
+  using Durable = std::function<Result<void>()>;
+  // append() that may return before the record is durable, so that one producer's
+  // records can share a group commit; the returned function waits for it. Records are
+  // still durable in order, and none is sent before it is. The default is append().
+  [[nodiscard]] virtual Result<Durable> append_queued(const audit::Record& record) {
+    if (auto r = append(record); !r) return std::unexpected(r.error());
+    return Durable([] { return Result<void>{}; });
+  }
 };
 
 class Uploader final : public RecordSink {
@@ -36,6 +47,7 @@ class Uploader final : public RecordSink {
 
   // Spools the record (durable, may block on the quota).
   [[nodiscard]] Result<void> append(const audit::Record& record) override;
+  [[nodiscard]] Result<Durable> append_queued(const audit::Record& record) override;
 
   // Blocks until every record of the stream up to `last_seq` is acknowledged. False on
   // deadline, or when the control plane refused the stream's records for good.

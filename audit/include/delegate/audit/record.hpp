@@ -67,5 +67,8 @@ struct Record {
 
 // Fills hash and sig.
 [[nodiscard]] Result<void> seal(Record& r, const Ed25519PrivateKey& key);
+// seal() that also returns serialize(r).size() without serialising again: the hashed
+// form plus the two members it lacks, "hash" (64 hex) and "sig" (86 base64url).
+[[nodiscard]] Result<std::size_t> seal_sized(Record& r, const Ed25519PrivateKey& key);
 
 }  // namespace delegate::audit

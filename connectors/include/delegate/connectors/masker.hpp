@@ -5,7 +5,10 @@
 // the three byte alignments, hex (lower and upper case), percent-encoding and JSON
 // string escaping. Secrets shorter than kMinSecretLength are refused rather than masked:
 // masking a short value would blank unrelated output and still leak it by elimination.
+#include <algorithm>
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,11 +33,39 @@ class Masker {
   [[nodiscard]] std::size_t longest() const { return longest_; }
   // Masks a complete text (an error message, a record field).
   [[nodiscard]] std::string mask(std::string_view text) const;
+  // Calls found(begin, end) for every occurrence of every pattern in text, overlapping
+  // ones included, in one pass over the text (in no particular order).
+  template <class Found>
+  void find_all(std::string_view text, Found&& found) const;
+  // True if `tail` (not empty) is a proper prefix of some pattern: more output may
+  // complete it.
+  [[nodiscard]] bool could_continue(std::string_view tail) const;
 
  private:
+  // One pass over the text for all patterns: a bit per possible first two bytes says
+  // whether any pattern starts with them, and only there are the candidates (patterns
+  // sorted by those two bytes) compared. Every pattern is at least 2 bytes long.
   std::vector<std::string> patterns_;
   std::size_t longest_ = 0;
+  std::array<std::uint64_t, 1024> first_pairs_{};
+  std::array<std::uint64_t, 4> first_bytes_{};
+  std::vector<std::pair<std::uint16_t, std::uint32_t>> by_pair_;  // (first two bytes, pattern index), sorted
 };
+
+template <class Found>
+void Masker::find_all(std::string_view text, Found&& found) const {
+  const auto* b = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  for (std::size_t at = 0; at + 1 < n; ++at) {
+    const auto pair = static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
+    if ((first_pairs_[pair >> 6] >> (pair & 63) & 1) == 0) continue;
+    auto it = std::lower_bound(by_pair_.begin(), by_pair_.end(), std::pair<std::uint16_t, std::uint32_t>{pair, 0});
+    for (; it != by_pair_.end() && it->first == pair; ++it) {
+      const std::string& p = patterns_[it->second];
+      if (p.size() <= n - at && text.compare(at, p.size(), p) == 0) found(at, at + p.size());
+    }
+  }
+}
 
 // Masks one output stream written in arbitrary chunks. It holds back the longest tail
 // that could still become a secret when the next chunk arrives, and emits it (masked)
