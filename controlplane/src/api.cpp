@@ -459,7 +459,10 @@ asio::awaitable<Response> Api::acquire(const Request& req, const AgentRow& agent
     waiters_.erase(it);
     // Woken (a job was queued, often by a submission whose batch is still open: the lease
     // then commits with it, in one fsync) or timed out: what follows writes.
-    if (group_ && peer.ticket) group_->join(*peer.ticket);
+    if (group_ && peer.ticket) {
+      if (group_->failed(*peer.ticket)) co_return error_response(http::status::internal_server_error, "commit failed");
+      group_->join(*peer.ticket);
+    }
   }
   Response res{http::status::no_content, req.version()};
   res.prepare_payload();

@@ -63,6 +63,13 @@ void GroupCommit::commit(std::shared_ptr<Batch> batch) {  // a copy: open_ is re
   batch->timer.cancel();
 }
 
+bool GroupCommit::failed(const Ticket& ticket) const {
+  for (const auto& batch : ticket.joined_) {
+    if (batch->done && !batch->ok) return true;
+  }
+  return false;
+}
+
 asio::awaitable<bool> GroupCommit::durable(Ticket& ticket) {
   bool ok = true;
   for (auto& batch : ticket.joined_) {

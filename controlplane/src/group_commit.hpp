@@ -45,6 +45,10 @@ class GroupCommit {
   // out of ready work, so that everything that arrived during the last fsync shares the
   // next one.
   void commit_now();
+  // Whether a batch the ticket joined has already failed to commit: a long poll woken
+  // after that must not lease (its answer will be a 500, and a job leased durably in a
+  // later batch would sit with an agent that was never told about it).
+  [[nodiscard]] bool failed(const Ticket& ticket) const;
   // Transactions committed so far (each one fsync).
   [[nodiscard]] std::uint64_t commits() const { return commits_; }
 

@@ -179,6 +179,7 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) {
     return fail(Errc::io, "cannot open database " + file.string() + ": " + msg);
   }
   std::unique_ptr<Store> store(new Store(db));
+  sqlite3_commit_hook(db, &Store::veto_commit_outside_batch, store.get());
   // FULL: a COMMIT is on disk before the ingest answer acknowledges it.
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
                              "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000"}) {
@@ -191,13 +192,26 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& file) {
 
 Store::~Store() { sqlite3_close(db_); }
 
-Result<void> Store::begin_batch() { return sql::exec(db_, "BEGIN IMMEDIATE"); }
+int Store::veto_commit_outside_batch(void* store) noexcept {
+  const auto* self = static_cast<const Store*>(store);
+  return self->batch_open_ && !self->committing_batch_ ? 1 : 0;
+}
+
+Result<void> Store::begin_batch() {
+  auto r = sql::exec(db_, "BEGIN IMMEDIATE");
+  batch_open_ = r.has_value();
+  return r;
+}
 
 Result<void> Store::commit_batch() {
+  batch_open_ = false;
   // A statement error can make SQLite roll the transaction back by itself; then there is
-  // nothing to commit and the batch's writes are gone.
+  // nothing to commit and the batch's writes are gone (and the commit hook refused every
+  // write made since, so nothing of the batch's requests is on disk).
   if (sqlite3_get_autocommit(db_) != 0) return fail(Errc::io, "the batch's transaction was rolled back");
+  committing_batch_ = true;
   auto r = sql::exec(db_, "COMMIT");
+  committing_batch_ = false;
   if (!r && sqlite3_get_autocommit(db_) == 0) (void)sql::exec(db_, "ROLLBACK");
   return r;
 }

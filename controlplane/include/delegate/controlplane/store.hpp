@@ -211,7 +211,14 @@ class Store {
   [[nodiscard]] Result<AgentRow> register_in_tx(const AgentRow& proposed, const std::string& token_hash,
                                                 std::int64_t now_ms);
   explicit Store(sqlite3* db) : db_(db) {}
+  // SQLite's commit hook: while a batch is open, no commit but the batch's own may
+  // happen. SQLite can roll a transaction back by itself (I/O error, disk full, out of
+  // memory); a later request's write would then run in autocommit mode and be durable
+  // while the batch, and so that request's answer, fails. Vetoed, such a write fails.
+  static int veto_commit_outside_batch(void* store) noexcept;
   sqlite3* db_;
+  bool batch_open_ = false;
+  bool committing_batch_ = false;
 };
 
 }  // namespace delegate::controlplane
