@@ -1,9 +1,9 @@
 #pragma once
 // Group commit for the control plane's one I/O thread (docs/architecture.md, "Group
 // commit"). Every write a request makes joins the batch that is open at that moment: one
-// SQLite transaction, committed (one fsync, synchronous=FULL) when the I/O thread has
-// nothing else ready to run (the server's loop calls commit_now()), or at the latest
-// after a bounded number of turns of its queue. A request's answer is written only once
+// SQLite transaction, committed (one fsync, synchronous=FULL) after a bounded number of
+// turns of the I/O thread's queue (the batch keeps a handler of its own queued until
+// then), or earlier by commit_now() from the server's loop. A request's answer is written only once
 // every batch it joined is committed; if a commit fails, everything in that batch was
 // rolled back and each of its requests is answered 500, so nothing is acknowledged that
 // is not on disk.
